@@ -1,0 +1,75 @@
+"""museforge: one toolkit for words and music.
+
+    import museforge
+    print(museforge.generate_lyrics("rain on a city night", seed=1))
+    gen = museforge.load_generator("poem")            # load once, generate many
+    run = museforge.train("configs/tiny.yaml", ["data.path=data/lyrics.txt"])
+
+Heavy libraries (torch, transformers) load on first use, not at import.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+__version__ = "0.1.0"
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+_generators: dict[tuple[str, str, str], Any] = {}
+
+
+def load_generator(task: str = "lyrics", model: str = "default", style: str = "", **kwargs: Any):
+    """A Generator for `task` on `model` (Hub id, local dir, run dir or "default")."""
+    from museforge.generate import load_generator as _load
+
+    return _load(task, model, style, **kwargs)
+
+
+def _cached(task: str, model: str, style: str):
+    key = (task, model, style)
+    if key not in _generators:  # the one-call helpers reuse a loaded model within a process
+        _generators[key] = load_generator(task, model, style)
+    return _generators[key]
+
+
+def generate(task: str, prompt: str = "", model: str = "default", style: str = "", **kwargs: Any):
+    """Generate for any task; returns an Output (a Melody for melody), or a list when n > 1."""
+    return _cached(task, model, style).generate(prompt, **kwargs)
+
+
+def generate_lyrics(topic: str, model: str = "default", style: str = "", **kwargs: Any):
+    """Song lyrics about `topic`. Sampling keywords as in transformers, plus seed."""
+    return generate("lyrics", topic, model, style, **kwargs)
+
+
+def generate_poem(topic: str, form: str | None = None, model: str = "default", style: str = "", **kwargs: Any):
+    """A poem about `topic`."""
+    if form is not None:
+        kwargs["form"] = form
+    return generate("poem", topic, model, style, **kwargs)
+
+
+def generate_story(premise: str, model: str = "default", style: str = "", **kwargs: Any):
+    """A short story from `premise` (length="short"|"medium"|"long")."""
+    return generate("story", premise, model, style, **kwargs)
+
+
+def train(config: Any, overrides: list[str] | None = None, **kwargs: Any):
+    """Run the training loop; returns the run directory. See museforge.train.train."""
+    from museforge.train import train as _train
+
+    return _train(config, overrides, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TASKS":
+        from museforge.tasks import TASKS
+
+        return TASKS
+    raise AttributeError(name)
+
+
+__all__ = ["generate", "generate_lyrics", "generate_poem", "generate_story", "load_generator", "train", "TASKS"]

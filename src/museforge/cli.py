@@ -1,0 +1,197 @@
+"""The command line: parse, call the Python API, print. No logic lives here.
+
+    museforge generate lyrics "rain on a city night" --seed 1
+    museforge train configs/tiny.yaml data.path=data/lyrics.txt
+    museforge eval runs/lyrics-... --task lyrics --data data/lyrics.txt
+    museforge models
+
+Errors the user can fix print one line on stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None, help="museforge: lyrics, poems, stories and melodies.")
+
+Opt = typer.Option
+
+
+class UserError(Exception):
+    pass
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from museforge.config import ConfigError
+    from museforge.data import DataError
+    from museforge.models import ModelNotFoundError
+
+    return (UserError, ConfigError, DataError, ModelNotFoundError, ValueError, TypeError, FileNotFoundError)
+
+
+@app.command()
+def generate(
+    task: Annotated[str, typer.Argument(help="lyrics, poem, story or melody")],
+    prompt: Annotated[str, typer.Argument(help="topic / premise (not used by melody)")] = "",
+    model: Annotated[str, Opt(help="model id, local dir or run dir")] = "default",
+    style: Annotated[str, Opt(help="a shipped style adapter (e.g. hymn) or a style tag")] = "",
+    seed: Annotated[int | None, Opt(help="same seed -> same output")] = None,
+    max_new_tokens: Annotated[int | None, Opt()] = None,
+    temperature: Annotated[float | None, Opt()] = None,
+    top_p: Annotated[float | None, Opt()] = None,
+    top_k: Annotated[int | None, Opt()] = None,
+    repetition_penalty: Annotated[float | None, Opt()] = None,
+    no_repeat_ngram_size: Annotated[int | None, Opt()] = None,
+    num: Annotated[int | None, Opt("--num", "--num-return-sequences", help="number of samples")] = None,
+    rhyme: Annotated[str | None, Opt(help="rhyme scheme, e.g. AABB, ABAB, ABCB, AAAA or free")] = None,
+    sections: Annotated[str | None, Opt(help='song structure, e.g. "verse chorus verse chorus" or "V C V C B C"')] = None,
+    syllables: Annotated[str | None, Opt(help="syllables per line: 8, 8-10 or 8/6/8/6")] = None,
+    form: Annotated[str | None, Opt(help="poem form: sonnet, haiku, limerick, ballad, free")] = None,
+    length: Annotated[str | None, Opt(help="story length: short, medium, long")] = None,
+    key: Annotated[str | None, Opt(help='melody key, e.g. "D minor"')] = None,
+    tempo: Annotated[int | None, Opt(help="melody tempo in bpm")] = None,
+    time_signature: Annotated[str | None, Opt(help="melody time signature, e.g. 6/8")] = None,
+    bars: Annotated[int | None, Opt(help="melody length in bars")] = None,
+    instrument: Annotated[str | None, Opt(help="melody instrument (GM name or program number)")] = None,
+    primer: Annotated[Path | None, Opt(help="MIDI file to continue")] = None,
+    out: Annotated[Path | None, Opt(help="melody: write the .mid here")] = None,
+    wav: Annotated[Path | None, Opt(help="melody: also render audio to this .wav")] = None,
+    png: Annotated[Path | None, Opt(help="melody: also draw the piano roll to this .png")] = None,
+    as_json: Annotated[bool, Opt("--json", help="print outputs with provenance as JSON")] = False,
+) -> None:
+    """Generate lyrics, a poem, a story or a melody."""
+    from museforge.generate import load_generator
+
+    kwargs: dict[str, Any] = dict(seed=seed, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                  top_k=top_k, repetition_penalty=repetition_penalty,
+                                  no_repeat_ngram_size=no_repeat_ngram_size, num_return_sequences=num)
+    task_opts = dict(rhyme=rhyme, sections=sections, syllables=syllables, form=form, length=length, key=key,
+                     tempo=tempo, time_signature=time_signature, bars=bars, instrument=instrument,
+                     primer=str(primer) if primer else None)
+    kwargs.update({k: v for k, v in task_opts.items() if v is not None})
+    if task != "melody" and not prompt.strip():
+        raise UserError(f"give a prompt: museforge generate {task} \"a topic\"")
+    gen = load_generator(task, model, style if task == "melody" or _is_shipped_style(task, style) else "")
+    if style and not _is_shipped_style(task, style) and "style" in gen.task.options:
+        kwargs["style"] = style
+    result = gen.generate(prompt, **kwargs)
+    outputs = result if isinstance(result, list) else [result]
+    if task == "melody":
+        outputs = _save_melodies(outputs, out, wav, png)
+    if as_json:
+        typer.echo(json.dumps([o.to_dict() for o in outputs], indent=2, default=str))
+    else:
+        typer.echo("\n\n".join(str(o) for o in outputs))
+
+
+def _is_shipped_style(task: str, style: str) -> bool:
+    if not style:
+        return False
+    from museforge.styles import available_styles
+
+    return style in available_styles(task)
+
+
+def _save_melodies(outputs: list, out: Path | None, wav: Path | None, png: Path | None) -> list:
+    def numbered(p: Path, i: int) -> Path:
+        return p.with_name(f"{p.stem}-{i + 1}{p.suffix}") if len(outputs) > 1 else p
+
+    for i, m in enumerate(outputs):
+        m.save(numbered(out or Path("melody.mid"), i))
+        if wav:
+            m.save_audio(numbered(wav, i))
+        if png:
+            m.piano_roll(numbered(png, i))
+    return outputs
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train(
+    ctx: typer.Context,
+    config: Annotated[Path, typer.Argument(help="a YAML config (configs/*.yaml)")],
+    resume: Annotated[bool, Opt(help="continue the run in train.out_dir from its last checkpoint")] = False,
+) -> None:
+    """Fine-tune (or train from scratch) with one config; extra args are dotted overrides (train.lr=1e-4)."""
+    from museforge.train import train as run_train
+
+    overrides = list(ctx.args) + (["train.resume=true"] if resume else [])
+    run = run_train(config, overrides)
+    typer.echo(str(run))
+
+
+@app.command("eval")
+def evaluate(
+    model: Annotated[str, typer.Argument(help="run dir, model id or 'default'")] = "default",
+    task: Annotated[str, Opt(help="lyrics, poem, story or melody")] = "lyrics",
+    data: Annotated[str | None, Opt(help="held-out data: perplexity of the model on it")] = None,
+    text: Annotated[Path | None, Opt(help="a generated/given text file: its quality metrics")] = None,
+    rhyme: Annotated[str | None, Opt()] = None,
+    syllables: Annotated[str | None, Opt()] = None,
+    sections: Annotated[str | None, Opt()] = None,
+    training: Annotated[Path | None, Opt(help="training text for the copy check")] = None,
+    text_field: Annotated[str, Opt()] = "text",
+    block_size: Annotated[int, Opt()] = 512,
+    table: Annotated[bool, Opt(help="print a markdown table instead of JSON")] = False,
+) -> None:
+    """Held-out loss/perplexity of a model, and/or quality metrics of a text."""
+    from museforge.evaluate import markdown_table
+
+    if not data and not text:
+        raise UserError("give --data FILE (perplexity of the model) and/or --text FILE (metrics of a text)")
+    report: dict[str, Any] = {}
+    if data:
+        if task == "melody":
+            from museforge.tasks.melody import evaluate_melody
+
+            report.update(evaluate_melody(model, data))
+        else:
+            from museforge.evaluate import perplexity
+
+            report.update(perplexity(model, task, data, block_size=block_size, text_field=text_field))
+    if text:
+        from museforge.evaluate import text_report
+
+        report.update(text_report(text, rhyme=rhyme, syllables=syllables, sections=sections, training=training))
+    typer.echo(markdown_table([report]) if table else json.dumps(report, indent=2, default=str))
+
+
+@app.command()
+def models() -> None:
+    """List the default, shipped and cached models."""
+    from museforge.models import list_models
+
+    for row in list_models():
+        typer.echo(f"{row['name']:<32} {row['model']:<32} {row['where']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app(args=argv, prog_name="museforge", standalone_mode=False)
+    except _user_errors() as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"museforge: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("museforge: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # click's own usage errors
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            return e.exit_code
+        if isinstance(e, click.exceptions.Exit):
+            return e.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The task contract, and the shared base of the three text tasks.
+
+A task answers four questions: how to read the user's data (`build_datasets`), what the model
+sees (`render`: the same format in training and generation), how to decode (`generate`), and
+what to measure on samples (`sample_metrics`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from museforge.config import DataConfig, GenerationConfig
+from museforge.data import load_documents, split_documents
+
+if TYPE_CHECKING:
+    from museforge.generate import Generator, Output
+
+
+class Task:
+    name: str = ""
+    kind: str = "text"
+    options: tuple[str, ...] = ()
+    """Task-specific keyword arguments accepted by generate()/stream() besides the sampling ones."""
+    defaults: dict[str, Any] = {}
+    """Sampling defaults that differ from GenerationConfig's for this task."""
+    sample_prompts: tuple[str, ...] = ()
+    """Prompts used for the sample generations written during training."""
+
+    def load_tokenizer(self, path: str):
+        raise NotImplementedError
+
+    def new_tokenizer(self, name: str = "default"):
+        """The tokenizer for a model trained from scratch (text tasks reuse `name`'s tokenizer)."""
+        from museforge.models import resolve
+
+        return self.load_tokenizer(resolve(name, self.name))
+
+    def special_ids(self, tokenizer) -> dict[str, int]:
+        """eos/pad/bos ids used for packing and for building a model from scratch."""
+        eos = tokenizer.eos_token_id
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+        bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos
+        return {"eos_token_id": eos, "pad_token_id": pad, "bos_token_id": bos}
+
+    def build_datasets(self, data: DataConfig, tokenizer) -> tuple[list[list[int]], list[list[int]], dict[str, Any]]:
+        """Token documents for training and validation, plus a summary for museforge.json."""
+        raise NotImplementedError
+
+    def generate(self, gen: Generator, prompt: str, settings: GenerationConfig, **options: Any) -> list[Output]:
+        raise NotImplementedError
+
+    def stream(self, gen: Generator, prompt: str, settings: GenerationConfig, **options: Any) -> Iterator[str]:
+        """Yield text as it is produced; the default yields whole outputs."""
+        for out in self.generate(gen, prompt, settings, **options):
+            yield str(out)
+
+    def sample_metrics(self, outputs: list[Output]) -> dict[str, float]:
+        return {}
+
+
+class TextTask(Task):
+    """Lyrics, poems and stories: documents of text, an instruction prompt, sampled decoding."""
+
+    kind = "text"
+    noun = "text"
+    instruction = "Write {a} {noun} about {topic}."
+    untitled = "Write {a} {noun}."
+    options = ("style",)
+
+    def load_tokenizer(self, path: str):
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(path)
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        return tok
+
+    def instruction_for(self, topic: str = "", style: str = "", **options: Any) -> str:
+        a = "an" if self.noun[0] in "aeiou" else "a"
+        words = (self.instruction if topic.strip() else self.untitled).format(a=a, noun=self.noun, topic=topic.strip())
+        if style:
+            words = words[:-1] + f", in the style: {style}."
+        return words
+
+    def render(self, tokenizer, topic: str = "", text: str | None = None, style: str = "", **options: Any) -> str:
+        """The exact string the model sees: the generation prompt, or (with `text`) a training document.
+
+        Models with a chat template (e.g. SmolLM2-Instruct) get their native chat format, so a
+        fine-tune teaches the format they already know; others get a plain `### instruction` header.
+        """
+        instruction = self.instruction_for(topic, style, **options)
+        if getattr(tokenizer, "chat_template", None):
+            messages = [{"role": "user", "content": instruction}]
+            if text is None:
+                return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            messages.append({"role": "assistant", "content": text})
+            return tokenizer.apply_chat_template(messages, tokenize=False)
+        header = f"### {instruction}\n"
+        return header if text is None else header + text + (tokenizer.eos_token or "")
+
+    def build_datasets(self, data: DataConfig, tokenizer):
+        docs = load_documents(data.path, data.text_field, data.title_field, data.style_field, data.style)
+        if data.max_documents:
+            docs = docs.select(range(min(data.max_documents, len(docs))))
+        if data.val_path:
+            train = docs
+            val = load_documents(data.val_path, data.text_field, data.title_field, data.style_field, data.style)
+        else:
+            train, val = split_documents(docs, data.val_fraction, data.seed)
+
+        def encode(row: dict) -> dict:
+            text = self.render(tokenizer, row["title"], row["text"], row["style"]).rstrip("\n")
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            if not ids or ids[-1] != tokenizer.eos_token_id:  # one end-of-document token per document
+                ids.append(tokenizer.eos_token_id)
+            return {"input_ids": ids}
+
+        # datasets caches the tokenized result by fingerprint: a second run skips this work.
+        train_ids = list(train.map(encode, remove_columns=train.column_names)["input_ids"]) if len(train) else []
+        val_ids = list(val.map(encode, remove_columns=val.column_names)["input_ids"]) if len(val) else []
+        info = {"documents": {"train": len(train_ids), "validation": len(val_ids)},
+                "tokens": {"train": sum(map(len, train_ids)), "validation": sum(map(len, val_ids))},
+                "styles": sorted({s for s in docs["style"] if s})}
+        return train_ids, val_ids, info
+
+    def generate(self, gen: Generator, prompt: str, settings: GenerationConfig, **options: Any) -> list[Output]:
+        prefix = self.render(gen.tokenizer, prompt, **options)
+        texts = gen.complete(prefix, settings)
+        return [gen.output(t.strip(), prompt, settings, self.name, options) for t in texts]
+
+    def stream(self, gen: Generator, prompt: str, settings: GenerationConfig, **options: Any) -> Iterator[str]:
+        prefix = self.render(gen.tokenizer, prompt, **options)
+        yield from gen.stream_text(prefix, settings)
+
+    def sample_metrics(self, outputs: list[Output]) -> dict[str, float]:
+        from museforge.evaluate import text_quality
+
+        return text_quality([str(o) for o in outputs])

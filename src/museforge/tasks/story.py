@@ -1,0 +1,37 @@
+"""Short stories: `museforge generate story "a lighthouse keeper finds a message" --length short`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from museforge.config import GenerationConfig
+from museforge.tasks.base import TextTask
+
+LENGTHS = {"short": 250, "medium": 500, "long": 900}  # max_new_tokens (~0.75 words per token)
+
+
+class StoryTask(TextTask):
+    name = "story"
+    noun = "short story"
+    options = ("style", "length")
+    defaults = {"max_new_tokens": LENGTHS["short"]}
+    sample_prompts = ("a lighthouse keeper finds a message in a bottle", "a fox who could not sleep")
+
+    def instruction_for(self, topic: str = "", style: str = "", length: str = "", **options: Any) -> str:
+        words = super().instruction_for(topic, style)
+        return words if not length else words[:-1] + f" ({length})."
+
+    def generate(self, gen, prompt: str, settings: GenerationConfig, length: str = "", **options: Any):
+        return super().generate(gen, prompt, self._sized(settings, length), length=length, **options)
+
+    def stream(self, gen, prompt: str, settings: GenerationConfig, length: str = "", **options: Any):
+        return super().stream(gen, prompt, self._sized(settings, length), length=length, **options)
+
+    @staticmethod
+    def _sized(settings: GenerationConfig, length: str) -> GenerationConfig:
+        if not length:
+            return settings
+        if length not in LENGTHS:
+            raise ValueError(f"unknown story length '{length}': choose {', '.join(LENGTHS)}")
+        settings.max_new_tokens = LENGTHS[length]
+        return settings

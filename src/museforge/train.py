@@ -1,0 +1,385 @@
+"""The one training loop, for every task (text and melody alike are causal-LM training).
+
+    museforge train configs/tiny.yaml data.path=data/lyrics.txt
+    accelerate launch --num_processes 2 -m museforge train configs/lyrics.yaml   # data parallel
+
+Flow: config -> task.build_datasets (token documents) -> pack into blocks -> accelerate loop
+(LoRA or full, bf16 autocast, grad accumulation, warm-up + cosine) -> eval / samples / atomic
+checkpoints -> the run directory: a plain Hugging Face model (or peft adapter) directory plus
+museforge.json (task, base model, config, data hashes, metrics, versions).
+
+Global batch = batch_size * grad_accum * processes; e.g. 8 * 1 * 1 * 256 tokens = 2,048 tokens/step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from museforge.config import Config, load_config
+from museforge.data import file_hashes, pack
+from museforge.models import resolve
+from museforge.tasks import get_task
+
+STATE_FILE = "trainer_state.json"
+
+
+def collate(blocks: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+    """Stack packed blocks; labels ignore padding; a block-diagonal causal mask stops attention
+    across document boundaries (each position sees only earlier tokens of its own document)."""
+    ids = torch.tensor([b["input_ids"] for b in blocks])
+    docs = torch.tensor([b["doc_ids"] for b in blocks])
+    labels = ids.masked_fill(docs < 0, -100)
+    n = ids.shape[1]
+    causal = torch.ones(n, n, dtype=torch.bool).tril()
+    same_doc = docs[:, :, None] == docs[:, None, :]
+    mask = (causal & same_doc) | torch.eye(n, dtype=torch.bool)  # padding attends to itself only
+    # position ids restart at each document so a packed block looks like separate documents
+    starts = torch.zeros_like(docs, dtype=torch.bool)
+    starts[:, 1:] = docs[:, 1:] != docs[:, :-1]
+    starts[:, 0] = True
+    idx = torch.arange(n).expand_as(docs)
+    last_start = torch.cummax(torch.where(starts, idx, torch.zeros_like(idx)), dim=1).values
+    # additive float mask: sdpa and eager attention both honour it (eager ignores a bool one)
+    additive = torch.zeros(mask.shape).masked_fill_(~mask, torch.finfo(torch.float32).min)
+    return {"input_ids": ids, "labels": labels, "attention_mask": additive[:, None, :, :],
+            "position_ids": idx - last_start}
+
+
+def _precision(requested: str) -> str:
+    from museforge.models import cpu_supports_bf16
+
+    if requested != "auto":
+        return {"bf16": "bf16", "fp16": "fp16", "no": "no", "fp32": "no"}.get(requested) or _bad_precision(requested)
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_supports_bf16() else "no"
+
+
+def _bad_precision(value: str) -> str:
+    raise ValueError(f"train.precision='{value}': use auto, bf16, fp16 or no")
+
+
+def _build_model(cfg: Config, task, tokenizer):
+    """A pretrained model (optionally wrapped in LoRA), or a fresh one from `model.scratch`."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from museforge.models import load_model, run_info
+
+    info: dict[str, Any] = {}
+    if cfg.model.scratch:
+        fields = dict(cfg.model.scratch)
+        model_type = fields.pop("model_type", "gpt2")
+        mconf = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), **task.special_ids(tokenizer), **fields)
+        model = AutoModelForCausalLM.from_config(mconf)
+        info["base_model"] = f"scratch:{model_type}"
+    else:
+        model, source = load_model(cfg.model.name, task.name, trainable=True)
+        info["base_model"] = run_info(source["path"]).get("base_model", cfg.model.name)
+        if source["adapter"]:
+            info["init_adapter"] = source["adapter"]
+    return model, info
+
+
+def _wrap_lora(cfg: Config, model):
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if not cfg.model.lora or cfg.model.scratch or isinstance(model, PeftModel):
+        return model
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    missing = [t for t in cfg.model.lora_targets if t not in names]
+    if missing:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)} | {"c_attn", "c_proj"} & names)
+        raise ValueError(f"model.lora_targets: this model has no module '{missing[0]}'; candidates: {', '.join(linear)}")
+    lora = LoraConfig(r=cfg.model.lora_r, lora_alpha=cfg.model.lora_alpha, lora_dropout=cfg.model.lora_dropout,
+                      target_modules=cfg.model.lora_targets, task_type="CAUSAL_LM")
+    return get_peft_model(model, lora)
+
+
+def _atomic_dir(final: Path, write) -> None:
+    """Write a directory via a temporary sibling and a rename: readers never see half of it."""
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    old = final.with_name(final.name + ".old")
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _versions() -> dict[str, str]:
+    import accelerate
+    import peft
+    import transformers
+
+    from museforge import __version__
+
+    return {"museforge": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "peft": peft.__version__, "accelerate": accelerate.__version__, "python": platform.python_version()}
+
+
+def _out_dir(cfg: Config) -> Path:
+    return Path(cfg.train.out_dir.format(task=cfg.task, time=time.strftime("%Y%m%d-%H%M%S")))
+
+
+def train(config: Config | str | Path, overrides: list[str] | None = None, model=None, tokenizer=None,
+          callback=None) -> Path:
+    """Train (or fine-tune) per `config`; returns the run directory.
+
+    `model` and `tokenizer` may be passed in (tests pass tiny ones); otherwise they come from
+    config.model. `callback(event: dict)` receives progress events (the Gradio app draws them).
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
+    cfg = config if isinstance(config, Config) else load_config(config, overrides)
+    task = get_task(cfg.task)
+    t = cfg.train
+    precision = _precision(t.precision)
+    # cpu=True on CPU: without it every CPU process trains alone instead of data-parallel.
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=precision,
+                              gradient_accumulation_steps=t.grad_accum)
+    main = accelerator.is_main_process
+    set_seed(t.seed)
+
+    # The run directory: fixed by the main process, shared with the others through the env.
+    out = Path(os.environ.get("MUSEFORGE_RUN_DIR") or _out_dir(cfg))
+    if t.resume and "{time}" in t.out_dir:
+        raise ValueError("train.resume=true needs the run directory: set train.out_dir=<the run dir to resume>")
+    if accelerator.num_processes > 1 and "{time}" in t.out_dir and "MUSEFORGE_RUN_DIR" not in os.environ:
+        raise ValueError("with several processes set train.out_dir to a fixed path (no {time}) so every rank agrees")
+    ckpt_root = out / "checkpoints"
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        if t.resume and not sorted(ckpt_root.glob("step-*[0-9]")):
+            raise ValueError(f"train.resume=true but {ckpt_root} holds no checkpoint")
+        if not t.resume and ckpt_root.exists() and any(ckpt_root.iterdir()):
+            raise ValueError(f"{out} already holds checkpoints: pass train.resume=true to continue, or another train.out_dir")
+    accelerator.wait_for_everyone()
+
+    # Model and data
+    if tokenizer is None:
+        tokenizer = task.new_tokenizer(cfg.model.name) if cfg.model.scratch else task.load_tokenizer(resolve(cfg.model.name, task.name))
+    if model is None:
+        model, model_info = _build_model(cfg, task, tokenizer)
+    else:
+        model_info = {"base_model": getattr(model.config, "_name_or_path", "") or "in-memory"}
+    model = _wrap_lora(cfg, model)
+    with accelerator.main_process_first():
+        train_docs, val_docs, data_info = task.build_datasets(cfg.data, tokenizer)
+    special = task.special_ids(tokenizer)
+    train_blocks = pack(train_docs, cfg.data.block_size, special["pad_token_id"])
+    val_blocks = pack(val_docs, cfg.data.block_size, special["pad_token_id"])
+    if not train_blocks:
+        raise ValueError(f"{cfg.data.path}: no training tokens after tokenization")
+
+    global_batch = t.batch_size * accelerator.num_processes
+    steps_per_epoch = max(1, len(train_blocks) // global_batch // t.grad_accum)
+    max_steps = t.max_steps or max(1, math.ceil(steps_per_epoch * t.epochs))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    fused = torch.cuda.is_available() or hasattr(torch._C, "_fused_adamw_")  # fused AdamW on CPU in torch>=2.4
+    optimizer = torch.optim.AdamW(trainable, lr=t.lr, weight_decay=t.weight_decay, fused=fused or None)
+    scheduler = get_cosine_with_min_lr_schedule_with_warmup(optimizer, min(t.warmup_steps, max_steps // 2),
+                                                            max_steps, min_lr_rate=t.min_lr_ratio)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    val_loader = accelerator.prepare(DataLoader(val_blocks, batch_size=t.batch_size, collate_fn=collate)) if val_blocks else None
+
+    state: dict[str, Any] = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_loss": None, "best_step": None,
+                             "bad_evals": 0, "tokens": 0, "history": []}
+    if t.resume:
+        ckpts = sorted(ckpt_root.glob("step-*[0-9]"))
+        accelerator.load_state(str(ckpts[-1]))  # model, optimizer, scheduler, RNG states
+        state = json.loads((ckpts[-1] / STATE_FILE).read_text())
+        if main:
+            print(f"museforge: resuming from {ckpts[-1]} (step {state['step']})", flush=True)
+
+    meta = {"task": task.name, **model_info, "lora": bool(cfg.model.lora and not cfg.model.scratch),
+            "config": cfg.to_dict(), "data": {**data_info, "blocks": {"train": len(train_blocks), "validation": len(val_blocks)}},
+            "processes": accelerator.num_processes, "precision": precision, "versions": _versions()}
+    if cfg.data.path and Path(cfg.data.path).exists():
+        meta["data"]["files"] = file_hashes(cfg.data.path)
+
+    def evaluate() -> float | None:
+        if val_loader is None:
+            return None
+        model.eval()
+        total, count = torch.zeros((), device=accelerator.device), torch.zeros((), device=accelerator.device)
+        with torch.no_grad():
+            for i, batch in enumerate(val_loader):
+                if t.eval_batches and i >= t.eval_batches:
+                    break
+                n = (batch["labels"][:, 1:] != -100).sum()
+                total += model(**batch).loss.float() * n
+                count += n
+        model.train()
+        total, count = accelerator.reduce(total, "sum"), accelerator.reduce(count, "sum")
+        return (total / count).item() if count > 0 else None
+
+    def export(target: Path) -> None:
+        """The loadable artefact: HF model or peft adapter dir + tokenizer + museforge.json."""
+        unwrapped = accelerator.unwrap_model(model)
+
+        def write(tmp: Path) -> None:
+            unwrapped.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp) if hasattr(tokenizer, "save_pretrained") else task.save_tokenizer(tokenizer, tmp)
+            cfg.save(tmp / "config.yaml")
+            (tmp / "museforge.json").write_text(json.dumps({**meta, "metrics": metrics_summary()}, indent=2))
+
+        _atomic_dir(target, write)
+
+    def metrics_summary() -> dict[str, Any]:
+        evals = [h for h in state["history"] if "val_loss" in h]
+        last = evals[-1] if evals else {}
+        summary = {"step": state["step"], "tokens": state["tokens"], "best_val_loss": state["best_loss"],
+                   "best_step": state["best_step"], "last_val_loss": last.get("val_loss")}
+        if state["best_loss"] is not None:
+            summary["best_val_perplexity"] = math.exp(min(state["best_loss"], 50))
+        if state.get("samples"):
+            summary["sample_metrics"] = state["samples"]
+        return summary
+
+    def save_checkpoint() -> None:
+        final = ckpt_root / f"step-{state['step']:06d}"
+        tmp = final.with_name(final.name + ".tmp")
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp))  # every rank: RNG states are per process
+        accelerator.wait_for_everyone()
+        if main:
+            (tmp / STATE_FILE).write_text(json.dumps(state))
+            cfg.save(tmp / "config.yaml")  # the resolved config beside every checkpoint
+            tmp.rename(final)
+            for old in sorted(ckpt_root.glob("step-*[0-9]"))[:-2]:  # keep the last two
+                shutil.rmtree(old, ignore_errors=True)
+        accelerator.wait_for_everyone()
+
+    def write_samples() -> None:
+        if not main or not task.sample_prompts:
+            return
+        from museforge.generate import Generator
+
+        unwrapped = accelerator.unwrap_model(model)
+        unwrapped.eval()
+        gen = Generator(task, unwrapped, tokenizer, {"model": meta["base_model"], "adapter": str(out)})
+        outputs = []
+        with accelerator.autocast():
+            for i, prompt in enumerate((task.sample_prompts * t.samples)[: t.samples]):
+                outputs += gen.task.generate(gen, prompt, gen.settings(max_new_tokens=t.sample_max_new_tokens, seed=i)[0])
+        unwrapped.train()
+        (out / "samples").mkdir(exist_ok=True)
+        with (out / "samples" / f"step-{state['step']:06d}.txt").open("w") as f:
+            for o in outputs:
+                f.write(f"### {o.prompt}\n{o}\n\n")
+        state["samples"] = {"step": state["step"], **task.sample_metrics(outputs)}
+        if callback:
+            callback({"event": "samples", "step": state["step"], "samples": [str(o) for o in outputs], "metrics": state["samples"]})
+
+    # The loop
+    model.train()
+    bar = tqdm(total=max_steps, initial=state["step"], desc=f"train {task.name}", disable=not main, dynamic_ncols=True)
+    log = (out / "metrics.jsonl").open("a") if main else None
+    t0, tokens_at_t0 = time.perf_counter(), state["tokens"]
+    stop = state["step"] >= max_steps
+    running = torch.zeros((), device=accelerator.device)  # summed on device: no per-step host sync
+    micro = 0
+    while not stop:
+        # A fixed permutation per epoch (seed + epoch) makes resumption exact.
+        # The loader gets its own generator too: creating an iterator draws a seed, which would
+        # otherwise come from the global RNG and shift dropout after a resume.
+        epoch_rng = torch.Generator().manual_seed(t.seed + state["epoch"])
+        order = torch.randperm(len(train_blocks), generator=epoch_rng).tolist()
+        loader = accelerator.prepare(DataLoader([train_blocks[i] for i in order], batch_size=t.batch_size,
+                                                collate_fn=collate, drop_last=len(train_blocks) >= global_batch,
+                                                num_workers=t.num_workers, generator=epoch_rng))
+        skip = state["batch_in_epoch"]
+        for batch in accelerator.skip_first_batches(loader, skip) if skip else loader:
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and t.grad_clip:
+                    accelerator.clip_grad_norm_(model.parameters(), t.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            state["batch_in_epoch"] += 1
+            state["tokens"] += int(batch["input_ids"].numel()) * accelerator.num_processes
+            running += loss.detach().float()
+            micro += 1
+            if not accelerator.sync_gradients:
+                continue
+            state["step"] += 1
+            bar.update(1)
+            record: dict[str, Any] = {"step": state["step"], "lr": scheduler.get_last_lr()[0]}
+            if state["step"] % t.log_every == 0 or state["step"] == max_steps:
+                train_loss = accelerator.reduce(running, "mean").item() / micro
+                running.zero_()
+                micro = 0
+                speed = (state["tokens"] - tokens_at_t0) / max(time.perf_counter() - t0, 1e-9)
+                record.update(loss=train_loss, tokens_per_s=speed)
+                bar.set_postfix(loss=f"{train_loss:.3f}", ppl=f"{math.exp(min(train_loss, 50)):.1f}", tok_s=f"{speed:.0f}")
+            if state["step"] % t.eval_every == 0 or state["step"] == max_steps:
+                val = evaluate()
+                if val is not None:
+                    record.update(val_loss=val, val_perplexity=math.exp(min(val, 50)))
+                    bar.write(f"step {state['step']}: val loss {val:.4f}, perplexity {math.exp(min(val, 50)):.2f}") if main else None
+                    if state["best_loss"] is None or val < state["best_loss"]:
+                        state.update(best_loss=val, best_step=state["step"], bad_evals=0)
+                        if t.keep_best and main:
+                            export(out / "best")
+                    else:
+                        state["bad_evals"] += 1
+                        stop = bool(t.early_stop_patience and state["bad_evals"] >= t.early_stop_patience)
+            if t.sample_every and state["step"] % t.sample_every == 0:
+                write_samples()
+            state["history"].append(record)
+            if main:
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+            if callback:
+                callback({"event": "step", "max_steps": max_steps, **record})
+            stop = stop or state["step"] >= max_steps
+            if state["step"] % t.save_every == 0 or stop:
+                save_checkpoint()
+            if stop:
+                break
+        else:
+            state["epoch"] += 1
+            state["batch_in_epoch"] = 0
+    bar.close()
+    write_samples()
+
+    # The run directory itself is the loadable model: the best weights when kept, else the last.
+    if main:
+        best = out / "best"
+        if t.keep_best and best.exists():
+            for f in best.iterdir():
+                if f.is_file():
+                    shutil.copy2(f, out / f.name)
+            info = json.loads((out / "museforge.json").read_text())
+            info["metrics"] = metrics_summary()
+            info["exported"] = f"best (step {state['best_step']})"
+            (out / "museforge.json").write_text(json.dumps(info, indent=2))
+        else:
+            tmp_export = out / "final"
+            export(tmp_export)
+            for f in tmp_export.iterdir():
+                shutil.copy2(f, out / f.name)
+            shutil.rmtree(tmp_export)
+        log.close()
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return out
