@@ -16,15 +16,30 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  rich_markup_mode=None, help="museforge: lyrics, poems, stories and melodies.")
-
-Opt = typer.Option
 
 
 class UserError(Exception):
     pass
+
+
+class Group(TyperGroup):
+    """Turns problems the user can fix into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _user_errors() as e:
+            text = str(e).strip()
+            typer.echo(f"museforge: error: {text.splitlines()[0] if text else type(e).__name__}", err=True)
+            raise typer.Exit(code=2) from None
+
+
+app = typer.Typer(cls=Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None, help="museforge: lyrics, poems, stories and melodies.")
+
+Opt = typer.Option
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -171,25 +186,11 @@ def models() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors become one line on stderr and exit code 2."""
+    """Console entry point."""
     try:
-        app(args=argv, prog_name="museforge", standalone_mode=False)
-    except _user_errors() as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"museforge: error: {msg}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("museforge: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # click's own usage errors
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            return e.exit_code
-        if isinstance(e, click.exceptions.Exit):
-            return e.exit_code
-        raise
+        app(args=argv, prog_name="museforge")
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     return 0
 
 

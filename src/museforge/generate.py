@@ -150,8 +150,13 @@ class Generator:
         kwargs = {**self.hf_kwargs(settings), "num_return_sequences": n, **hf}
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with self._lock, torch.random.fork_rng(devices=devices), torch.inference_mode():
-            torch.manual_seed(settings.seed + seed_offset)
-            out = self.model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
+            was_training = self.model.training
+            self.model.eval()  # no dropout while generating (a model may arrive in train mode)
+            try:
+                torch.manual_seed(settings.seed + seed_offset)
+                out = self.model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
+            finally:
+                self.model.train(was_training)
         eos = set(self.eos_ids())
         results = []
         for row in out[:, ids.shape[1]:].tolist():

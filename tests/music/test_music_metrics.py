@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import make_score
+from music_fixtures import make_score
 from symusic import Score
 
 from museforge.music import metrics as M

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PIECES, make_score, scale_notes
+from music_fixtures import PIECES, make_score, scale_notes
 from symusic import Score
 
 from museforge.music import tokenizer as T

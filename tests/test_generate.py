@@ -1,0 +1,97 @@
+"""The one generation path on a tiny model: seeds, controls, streaming, provenance."""
+
+import pytest
+import torch
+
+from museforge.generate import Generator
+from tinymodels import tiny_model, tiny_tokenizer
+
+
+@pytest.fixture(scope="module")
+def gen():
+    tok = tiny_tokenizer()
+    return Generator("lyrics", tiny_model(tok), tok)
+
+
+def test_same_seed_same_output_different_seed_differs(gen):
+    a = gen.generate("rain", seed=3, max_new_tokens=30)
+    b = gen.generate("rain", seed=3, max_new_tokens=30)
+    c = gen.generate("rain", seed=4, max_new_tokens=30)
+    assert a.text == b.text and a.text != c.text
+
+
+def test_seed_does_not_touch_global_rng(gen):
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    gen.generate("rain", seed=1, max_new_tokens=5)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_controls_are_honoured(gen):
+    tok = gen.tokenizer
+    outs = gen.generate("night", num_return_sequences=3, max_new_tokens=12, seed=1)
+    assert len(outs) == 3 and len({o.text for o in outs}) > 1
+    lengths = [len(r) for r in gen.complete_ids(tok("night")["input_ids"], gen.settings(max_new_tokens=12, seed=1)[0], n=4)]
+    assert max(lengths) <= 12
+    greedy = [gen.generate("night", temperature=0, max_new_tokens=15, seed=s).text for s in (1, 2)]
+    assert greedy[0] == greedy[1]  # greedy ignores the seed
+    # no_repeat_ngram_size forbids any repeated bigram in the generated ids
+    ids = gen.complete_ids(tok("night")["input_ids"], gen.settings(no_repeat_ngram_size=2, temperature=0,
+                                                                    repetition_penalty=1.0, max_new_tokens=40)[0])[0]
+    full = tok("night")["input_ids"] + ids
+    bigrams = list(zip(full, full[1:]))
+    assert len(bigrams) == len(set(bigrams))
+
+
+def test_stream_equals_generate_for_the_same_seed(gen):
+    chunks = list(gen.stream("harbour", seed=5, max_new_tokens=25))
+    assert len(chunks) > 1
+    assert "".join(chunks).strip() == gen.generate("harbour", seed=5, max_new_tokens=25).text
+
+
+def test_provenance(gen):
+    out = gen.generate("rain", seed=9, max_new_tokens=4, temperature=0.7)
+    p = out.provenance
+    assert p["seed"] == 9 and p["task"] == "lyrics" and p["settings"]["temperature"] == 0.7
+    assert p["settings"]["max_new_tokens"] == 4 and "time" in p and p["museforge"]
+    assert out.to_dict()["provenance"] == p
+    drawn = gen.generate("rain", max_new_tokens=4)
+    assert isinstance(drawn.provenance["seed"], int)  # a drawn seed is recorded, so it can be replayed
+    assert gen.generate("rain", max_new_tokens=4, seed=drawn.provenance["seed"]).text == drawn.text
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"max_new_tokens": 0}, "max_new_tokens must be between"),
+    ({"temperature": -1}, "temperature must be >= 0"),
+    ({"top_p": 1.5}, "top_p must be in"),
+    ({"num_return_sequences": 100}, "num_return_sequences must be between"),
+    ({"key": "C"}, "unknown argument 'key' for lyrics"),
+])
+def test_bad_settings_are_explained(gen, kwargs, needle):
+    with pytest.raises((ValueError, TypeError), match=needle):
+        gen.generate("x", **kwargs)
+
+
+def test_prompt_format_is_shared_by_training_and_generation():
+    from museforge.tasks import get_task
+
+    task = get_task("poem")
+    for tok in (tiny_tokenizer(), tiny_tokenizer(chat=True)):
+        prompt = task.render(tok, "the sea")
+        doc = task.render(tok, "the sea", text="Waves on waves")
+        assert doc.startswith(prompt.rstrip("\n").rsplit("\n", 1)[0])  # same instruction header
+        assert "Waves on waves" in doc and "Write a poem about the sea." in prompt
+    chat = tiny_tokenizer(chat=True)
+    assert task.render(chat, "the sea").endswith("<|im_start|>assistant\n")
+    assert get_task("lyrics").render(tiny_tokenizer(), "x", style="rap") == "### Write song lyrics about x, in the style: rap.\n"
+
+
+def test_story_length_sets_budget(gen):
+    from museforge.tasks import get_task
+
+    story = Generator(get_task("story"), gen.model, gen.tokenizer)
+    out = story.generate("a fox", length="short", seed=1, temperature=0, repetition_penalty=1.0)
+    assert out.provenance["settings"]["max_new_tokens"] == 250
+    with pytest.raises(ValueError, match="unknown story length 'epic'"):
+        story.generate("a fox", length="epic")
