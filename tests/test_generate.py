@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from tinymodels import tiny_model, tiny_tokenizer
 
 from museforge.generate import Generator
-from tinymodels import tiny_model, tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_controls_are_honoured(gen):
     ids = gen.complete_ids(tok("night")["input_ids"], gen.settings(no_repeat_ngram_size=2, temperature=0,
                                                                     repetition_penalty=1.0, max_new_tokens=40)[0])[0]
     full = tok("night")["input_ids"] + ids
-    bigrams = list(zip(full, full[1:]))
+    bigrams = list(zip(full, full[1:], strict=False))
     assert len(bigrams) == len(set(bigrams))
 
 

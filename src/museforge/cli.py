@@ -19,7 +19,6 @@ import typer
 from typer.core import TyperGroup
 
 
-
 class UserError(Exception):
     pass
 
