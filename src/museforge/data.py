@@ -59,8 +59,10 @@ def _files(path: str | Path) -> list[Path]:
 
 
 def file_hashes(path: str | Path) -> dict[str, str]:
-    """sha256 of every data file, recorded in museforge.json for provenance."""
-    return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in _files(path)}
+    """sha256 of the data file, or of every file under a data folder (text or MIDI), for museforge.json."""
+    p = Path(path).expanduser()
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+    return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
 
 
 def _join(value: Any) -> str:

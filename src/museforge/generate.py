@@ -47,6 +47,18 @@ class Output:
         return dataclasses.asdict(self)
 
 
+class NewlineStop:
+    """Stop each sequence once it has written a newline (a per-row StoppingCriteria)."""
+
+    def __init__(self, tokenizer):
+        from museforge.text.constrained import _newline_ids
+
+        self.ids = torch.tensor(_newline_ids(tokenizer)[1])
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        return torch.isin(input_ids[:, -1], self.ids.to(input_ids.device))
+
+
 class Generator:
     """A loaded model + tokenizer for one task. Build with `Generator.load` or pass objects in."""
 
@@ -168,6 +180,18 @@ class Generator:
         """Sample continuations of a text prefix; returns the decoded new text of each."""
         ids = self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
         return [self.tokenizer.decode(r, skip_special_tokens=True) for r in self.complete_ids(ids, settings, n, **hf)]
+
+    def sample_lines(self, prefix: str, n: int, seed: int = 0, max_new_tokens: int = 40, **sampling: Any) -> list[str]:
+        """`n` sampled continuations of `prefix`, each cut at its first newline (for line-by-line
+        composition). Sampling keywords as in GenerationConfig; logits_processor passes through."""
+        hf = {k: sampling.pop(k) for k in ("logits_processor", "stopping_criteria") if k in sampling}
+        settings = GenerationConfig(**{**sampling, "max_new_tokens": max_new_tokens, "seed": seed,
+                                       "num_return_sequences": n})
+        if settings.temperature <= 0:
+            settings.temperature = 0.8  # candidates must differ
+        stop = hf.pop("stopping_criteria", None) or [NewlineStop(self.tokenizer)]
+        texts = self.complete(prefix, settings, n, stopping_criteria=stop, **hf)
+        return [t.split("\n", 1)[0] for t in texts]
 
     def stream_text(self, prefix: str, settings: GenerationConfig, **hf: Any) -> Iterator[str]:
         """Stream one continuation of `prefix` as decoded text chunks."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from museforge.tasks.base import Task, TextTask
 from museforge.tasks.lyrics import LyricsTask
+from museforge.tasks.melody import MelodyTask
 from museforge.tasks.poem import PoemTask
 from museforge.tasks.story import StoryTask
 
@@ -16,6 +17,7 @@ TASKS: dict[str, Task] = {
     "lyrics": LyricsTask(),
     "poem": PoemTask(),
     "story": StoryTask(),
+    "melody": MelodyTask(),
 }
 
 

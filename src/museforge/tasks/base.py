@@ -66,7 +66,9 @@ class TextTask(Task):
     noun = "text"
     instruction = "Write {a} {noun} about {topic}."
     untitled = "Write {a} {noun}."
-    options = ("style",)
+    options = ("style", "rhyme", "syllables", "rhyme_level")
+    craft = ("rhyme", "sections", "syllables", "form")
+    """Options that switch decoding to line-by-line constrained composition."""
 
     def load_tokenizer(self, path: str):
         from transformers import AutoTokenizer
@@ -76,11 +78,18 @@ class TextTask(Task):
             tok.pad_token = tok.eos_token
         return tok
 
-    def instruction_for(self, topic: str = "", style: str = "", **options: Any) -> str:
-        a = "an" if self.noun[0] in "aeiou" else "a"
-        words = (self.instruction if topic.strip() else self.untitled).format(a=a, noun=self.noun, topic=topic.strip())
+    def instruction_for(self, topic: str = "", style: str = "", noun: str = "", rhyme: str = "",
+                        syllables: Any = None, **options: Any) -> str:
+        """The request in words (the same words train the model and prompt it)."""
+        noun = noun or self.noun
+        a = "an" if noun[0] in "aeiou" else "a"
+        words = (self.instruction if topic.strip() else self.untitled).format(a=a, noun=noun, topic=topic.strip())
         if style:
             words = words[:-1] + f", in the style: {style}."
+        if rhyme and str(rhyme).lower() != "free":
+            words += f" Rhyme scheme {rhyme}."
+        if syllables:
+            words += f" {syllables} syllables per line."
         return words
 
     def render(self, tokenizer, topic: str = "", text: str | None = None, style: str = "", **options: Any) -> str:
@@ -124,14 +133,75 @@ class TextTask(Task):
                 "styles": sorted({s for s in docs["style"] if s})}
         return train_ids, val_ids, info
 
+    def spec(self, **options: Any):
+        """The FormSpec (sections, rhyme, syllables) the options ask for, or None for free text."""
+        return None
+
     def generate(self, gen: Generator, prompt: str, settings: GenerationConfig, **options: Any) -> list[Output]:
+        spec = self.spec(**options)
+        if spec is not None:
+            return [self.compose(gen, prompt, settings, spec, options, sample=i)
+                    for i in range(settings.num_return_sequences)]
         prefix = self.render(gen.tokenizer, prompt, **options)
         texts = gen.complete(prefix, settings)
         return [gen.output(t.strip(), prompt, settings, self.name, options) for t in texts]
 
     def stream(self, gen: Generator, prompt: str, settings: GenerationConfig, **options: Any) -> Iterator[str]:
+        spec = self.spec(**options)
+        if spec is None:
+            yield from gen.stream_text(self.render(gen.tokenizer, prompt, **options), settings)
+            return
+        # Constrained songs are settled line by line: stream each line as it is chosen.
+        import queue
+        import threading
+
+        lines: queue.Queue = queue.Queue()
+        result: list[Any] = []
+
+        def work() -> None:
+            try:
+                result.append(self.compose(gen, prompt, settings, spec, options, on_line=lambda *a: lines.put(a)))
+            except BaseException as e:
+                result.append(e)
+            lines.put(None)
+
+        threading.Thread(target=work, daemon=True).start()
+        last_tag, first = None, True
+        while (item := lines.get()) is not None:
+            tag, line = item
+            head = ""
+            if tag != last_tag:
+                head = ("" if first else "\n\n") + (f"[{tag}]\n" if tag else "")
+                last_tag = tag
+            elif not first:
+                head = "\n"
+            first = False
+            yield head + line
+        if isinstance(result[0], BaseException):
+            raise result[0]
+
+    def compose(self, gen: Generator, prompt: str, settings: GenerationConfig, spec, options: dict[str, Any],
+                sample: int = 0, on_line=None) -> Output:
+        """Write `spec` line by line: sample candidate lines, keep the ones that rhyme and scan.
+
+        Unmet constraints (no rhyme found within the budget) are reported in the output's
+        metadata["failures"], never silently dropped.
+        """
+        from museforge.text.constrained import compose
+        from museforge.text.forms import render_song
+        from museforge.text.metrics import text_metrics
+
+        level = options.get("rhyme_level", "perfect")
         prefix = self.render(gen.tokenizer, prompt, **options)
-        yield from gen.stream_text(prefix, settings)
+        seed = settings.seed + 1000 * sample
+        sampling = {"seed": seed, "temperature": settings.temperature or 0.8, "top_p": settings.top_p,
+                    "top_k": settings.top_k, "repetition_penalty": settings.repetition_penalty}
+        sections, meta = compose(gen.sample_lines, spec, prefix, budget=4, k=8, rng=seed,
+                                 tokenizer=gen.tokenizer, level=level, sampling=sampling, on_line=on_line)
+        text = render_song(sections)
+        meta = {"form": spec.name, "rhyme": spec.rhyme, "constraints_met": not meta["failures"], **meta,
+                "metrics": text_metrics(text, form=spec)}
+        return gen.output(text, prompt, settings, self.name, options, meta)
 
     def sample_metrics(self, outputs: list[Output]) -> dict[str, float]:
         from museforge.evaluate import text_quality

@@ -70,12 +70,22 @@ def _newline_ids(tokenizer: Tokenizer) -> tuple[int, tuple[int, ...]]:
     return plain, every or (plain,)
 
 
-def _single_token_words(tokenizer: Tokenizer, candidates: Iterable[str]) -> dict[int, str]:
-    """token id -> word, for words the tokenizer writes as one token after a space."""
+def _common_cutoff(tokenizer: Tokenizer) -> int:
+    """Token ids below this count as common words. BPE vocabularies are built by merging the
+    most frequent pairs first, so a low id is a frequent word (SmolLM2: " love" 2606, " night"
+    3163, " trustee" 42391): planning only low-id words keeps rhymes to words people sing."""
+    size = len(tokenizer)  # type: ignore[arg-type]
+    return size if size < 8000 else max(4000, size // 5)
+
+
+def _single_token_words(tokenizer: Tokenizer, candidates: Iterable[str], common: bool = False) -> dict[int, str]:
+    """token id -> word, for words the tokenizer writes as one token after a space
+    (only common ones, by `_common_cutoff`, when `common`)."""
     out: dict[int, str] = {}
+    limit = _common_cutoff(tokenizer) if common else None
     for word in candidates:
         ids = tokenizer.encode(" " + word, add_special_tokens=False)
-        if len(ids) == 1 and ids[0] not in out:
+        if len(ids) == 1 and ids[0] not in out and (limit is None or (ids[0] < limit and len(word) >= 3)):
             out[ids[0]] = word
     return out
 
@@ -89,9 +99,9 @@ def _rhymable_words(tokenizer: Tokenizer, level: str, min_rhymes: int = 2) -> tu
     found = set()
     for i in range(len(tokenizer)):  # type: ignore[arg-type]
         word = tokenizer.decode([i]).strip()
-        if word.isalpha() and word.islower() and word in cmu:
+        if len(word) >= 3 and word.isalpha() and word.islower() and word in cmu:
             found.add(word)
-    single = _single_token_words(tokenizer, sorted(found)).values()
+    single = _single_token_words(tokenizer, sorted(found), common=True).values()
     families: dict[str, list[str]] = {}
     for word in single:
         for key in _keys(word, level):
@@ -252,6 +262,7 @@ def compose(
     level: str = "perfect",
     vocab: Iterable[str] | None = None,
     sampling: Mapping[str, Any] | None = None,
+    on_line: Callable[[str, str], None] | None = None,
 ) -> tuple[list[tuple[str, list[str]]], dict[str, Any]]:
     """Write `spec` line by line with `sample_lines`; returns (sections, metadata).
 
@@ -268,6 +279,9 @@ def compose(
 
     metadata: {"lines": [per-line record], "failures": [{"line", "section", "unmet"}],
     "samples": candidates drawn, "calls": sample_lines calls}.
+
+    on_line(tag, line) is called as each line is settled (repeated choruses included), so a
+    caller can stream the song while it is being written.
     """
     if budget < 1 or k < 1:
         raise ValueError(f"budget and k must be >= 1, got budget={budget}, k={k}")
@@ -296,6 +310,9 @@ def compose(
     for section in spec.sections:
         if section.repeats and section.name in written:
             done.append((section.tag, list(written[section.name])))
+            for line in written[section.name]:
+                if on_line:
+                    on_line(section.tag, line)
             continue
         lines: list[str] = []
         for i in range(section.lines):
@@ -323,6 +340,8 @@ def compose(
                 if not best_unmet:
                     break
             lines.append(best)
+            if on_line:
+                on_line(section.tag, best)
             record = {
                 "section": section.tag,
                 "line": sum(len(ls) for _, ls in done) + i,
@@ -413,7 +432,7 @@ def _end_rule(
     elif goal.anchor:
         found = rhyme_candidates(goal.anchor, level, limit=400)
         planned = list(
-            _single_token_words(tokenizer, (w for w in found if w not in goal.avoid)).values()
+            _single_token_words(tokenizer, (w for w in found if w not in goal.avoid), common=True).values()
         )
         if len(planned) > most:
             planned = rng.sample(planned, most)
