@@ -58,6 +58,13 @@ def tab(page, name: str):
     return panel
 
 
+def shoot(page, name: str) -> None:
+    """Screenshot the page without stale toasts."""
+    for close in page.locator(".toast-close").all():
+        close.click()
+    page.screenshot(path=SHOTS / f"{name}.png", full_page=True)
+
+
 def fixed_seed(panel, seed: int = 2) -> None:
     """Open Advanced, turn off the random seed: the untrained tiny model writes text on seed 2."""
     panel.get_by_text("Advanced").click()
@@ -65,14 +72,22 @@ def fixed_seed(panel, seed: int = 2) -> None:
     panel.get_by_label("Seed", exact=True).fill(str(seed))
 
 
+def written(page, task: str = "lyrics") -> None:
+    """Wait until the text has streamed in and the generation has finished."""
+    expect(page.locator(f"#{task}-output textarea")).to_have_value(re.compile(r"\S"), timeout=60_000)
+    provenance = page.locator(f"#{task}-provenance")
+    expect(provenance).to_contain_text('"seed"')
+    expect(provenance).not_to_contain_text("writing…", timeout=60_000)
+
+
 def test_lyrics_stream_into_the_page(page):
     panel = tab(page, "Lyrics")
     fixed_seed(panel)
     page.locator("#lyrics-prompt textarea").fill("rain on a city night")
     page.locator("#lyrics-go").click()
-    expect(page.locator("#lyrics-output textarea")).to_have_value(re.compile(r"\S"), timeout=60_000)
-    expect(panel.locator("textarea, .cm-content").filter(has_text='"seed": 2').first).to_be_visible()
-    page.screenshot(path=SHOTS / "lyrics.png", full_page=True)
+    written(page)
+    expect(page.locator("#lyrics-provenance")).to_contain_text('"seed": 2')
+    shoot(page, "lyrics")
 
 
 def test_empty_prompt_shows_an_error_and_the_page_keeps_working(page):
@@ -83,7 +98,8 @@ def test_empty_prompt_shows_an_error_and_the_page_keeps_working(page):
     page.screenshot(path=SHOTS / "lyrics-error.png")
     page.locator("#lyrics-prompt textarea").fill("leaving home")
     page.locator("#lyrics-go").click()
-    expect(page.locator("#lyrics-output textarea")).to_have_value(re.compile(r"\S"), timeout=60_000)
+    expect(page.locator("#lyrics-provenance")).to_contain_text("leaving home")
+    written(page)
 
 
 def test_poem_and_story_tabs(page):
@@ -91,7 +107,7 @@ def test_poem_and_story_tabs(page):
         panel = tab(page, name)
         panel.locator(".gallery-item, button.example, [data-testid='examples'] button, table tbody tr").first.click()
         expect(page.locator(f"#{task}-prompt textarea")).not_to_have_value("")
-        page.screenshot(path=SHOTS / f"{task}.png", full_page=True)
+        shoot(page, task)
 
 
 def test_melody_audio_piano_roll_and_midi_download(page, server):
@@ -110,7 +126,7 @@ def test_melody_audio_piano_roll_and_midi_download(page, server):
     expect(panel.get_by_text("Regenerate")).to_be_enabled()
     page.locator("#melody-continue").click()
     expect(page.locator("#melody-mid a[download='melody-002.mid']")).to_be_visible(timeout=60_000)
-    page.screenshot(path=SHOTS / "melody.png", full_page=True)
+    shoot(page, "melody")
 
 
 def test_finetune_in_the_page(page, tmp_path):
@@ -123,6 +139,6 @@ def test_finetune_in_the_page(page, tmp_path):
     page.locator("#train-go").click()
     expect(page.locator("#train-download")).to_be_visible(timeout=120_000)
     expect(page.locator("#train-status")).to_contain_text("is ready")
-    page.screenshot(path=SHOTS / "finetune.png", full_page=True)
+    shoot(page, "finetune")
     page.locator("#try-go").click()  # no prompt: a clear error, not a crash
     expect(page.get_by_text(re.compile("Write a topic first")).first).to_be_visible()

@@ -499,9 +499,9 @@ def _advanced(task: str, max_tokens: int | None) -> list[gr.components.Component
     return components
 
 
-def _provenance() -> gr.Code:
+def _provenance(task: str) -> gr.Code:
     return gr.Code("", language="json", label="Provenance (model, settings, seed)", buttons=["copy"],
-                   interactive=False, max_lines=14)
+                   interactive=False, max_lines=14, elem_id=f"{task}-provenance")
 
 
 def _text_tab(app: App, task: str, fields: Callable[[], list[gr.components.Component]],
@@ -520,7 +520,7 @@ def _text_tab(app: App, task: str, fields: Callable[[], list[gr.components.Compo
         with gr.Column(scale=3):
             output = gr.Textbox(label=task.capitalize(), lines=16, max_lines=40, buttons=["copy"],
                                 autoscroll=True, elem_id=f"{task}-output")
-            provenance = _provenance()
+            provenance = _provenance(task)
     gr.Examples(EXAMPLES[task], inputs=[prompt, *extra], label="Examples (click one, then Write)")
 
     def handler(prompt_text, *values, progress=gr.Progress()):
@@ -604,7 +604,7 @@ def melody_tab(app: App) -> None:
             roll = gr.Image(label="Piano roll", type="filepath", interactive=False, elem_id="melody-roll")
             mid = gr.File(label="Download .mid", file_count="multiple", interactive=False, elem_id="melody-mid")
             summary = gr.Textbox(label="Summary", lines=2, interactive=False)
-            provenance = _provenance()
+            provenance = _provenance("melody")
     gr.Examples(EXAMPLES["melody"], inputs=[key, tempo, time_signature, bars, instrument],
                 label="Examples (click one, then Compose)")
     session = app.session
@@ -632,7 +632,11 @@ def melody_tab(app: App) -> None:
 def finetune_tab(app: App) -> None:
     import pandas as pd
 
-    empty = pd.DataFrame({"step": [], "loss": [], "split": []})
+    def frame(history: list[dict[str, Any]]) -> pd.DataFrame:
+        # typed columns, even when empty: an untyped empty "split" reads as a number to the plot
+        f = pd.DataFrame(history, columns=["step", "loss", "split"])
+        return f.astype({"step": "int64", "loss": "float64", "split": "str"})
+
     with gr.Row():
         with gr.Column(scale=2):
             upload = gr.File(label="Training data: .txt/.md (blank-line separated), .jsonl/.csv, .mid, or a .zip",
@@ -652,7 +656,7 @@ def finetune_tab(app: App) -> None:
             status = gr.Markdown("Upload a file, pick the task and a preset, then Train.", elem_id="train-status")
             download = gr.DownloadButton("Download the model (.zip)", visible=False, elem_id="train-download")
         with gr.Column(scale=3):
-            plot = gr.LinePlot(empty, x="step", y="loss", color="split", title="Loss", height=260,
+            plot = gr.LinePlot(frame([]), x="step", y="loss", color="split", title="Loss", height=260,
                                elem_id="train-plot")
             samples = gr.Textbox(label="Samples written during training", lines=8, max_lines=20, interactive=False)
     with gr.Group():
@@ -666,8 +670,7 @@ def finetune_tab(app: App) -> None:
 
     def run(session, upload, task, preset, steps, base, progress=gr.Progress()):
         for event in app.train(session, upload, task, preset, steps, base, progress):
-            frame = pd.DataFrame(event["history"], columns=["step", "loss", "split"])
-            update = [event["status"], frame, "\n\n".join(event["samples"])]
+            update = [event["status"], frame(event["history"]), "\n\n".join(event["samples"])]
             if "run" not in event:
                 yield [*update, gr.skip(), gr.skip(), *[gr.skip()] * len(dropdowns)]
                 continue
