@@ -3,10 +3,10 @@
 import json
 
 import pytest
+from tinymodels import DATA
 from typer.testing import CliRunner
 
 from museforge.cli import app
-from tinymodels import DATA
 
 runner = CliRunner()
 

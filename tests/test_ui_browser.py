@@ -139,6 +139,10 @@ def test_finetune_in_the_page(page, tmp_path):
     page.locator("#train-go").click()
     expect(page.locator("#train-download")).to_be_visible(timeout=120_000)
     expect(page.locator("#train-status")).to_contain_text("is ready")
-    shoot(page, "finetune")
+    expect(page.locator("#train-plot")).to_contain_text("validation")  # the curve's legend
     page.locator("#try-go").click()  # no prompt: a clear error, not a crash
     expect(page.get_by_text(re.compile("Write a topic first")).first).to_be_visible()
+    page.locator("#try-prompt textarea").fill("rain on a city night")
+    page.locator("#try-go").click()
+    expect(page.locator("#try-output textarea")).to_have_value(re.compile(r"\S"), timeout=60_000)
+    shoot(page, "finetune")

@@ -1,14 +1,9 @@
-"""Shared by the UI tests: a temp dir for Gradio's files, the app on tiny models, a launched server.
-
-The melody tab runs on the real melody task when src/museforge/tasks/melody.py exists and a tiny
-melody model can be built; until then on `StandInMelodyGenerator`, which keeps the Melody
-contract (save/save_audio/piano_roll/provenance) with museforge.music's real renderer.
-"""
+"""Shared by the UI tests: a temp dir for Gradio's files, the app on tiny models, a launched server."""
 
 from __future__ import annotations
 
+import functools
 import os
-import random
 import socket
 import tempfile
 from pathlib import Path
@@ -19,87 +14,40 @@ os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="museforge-ui-t
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 ROOT = Path(__file__).resolve().parents[1]
-STAND_IN = "stand-in-melody"
 
 
-class StandInMelody:
-    """A few bars of a scale in the requested key/tempo: the Melody contract, nothing more."""
+@functools.cache
+def tiny_melody_dir() -> Path:
+    """A tiny untrained melody model (2-layer GPT-2 over the REMI vocabulary) saved as a model dir."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
 
-    def __init__(self, score, provenance: dict[str, Any]):
-        self.score, self.provenance = score, provenance
+    from museforge.tasks import get_task
 
-    def save(self, path):
-        self.score.dump_midi(str(path))
-        return Path(path)
-
-    def save_audio(self, path, sample_rate: int = 22050):
-        from museforge.music.render import synthesize, write_wav
-
-        return write_wav(synthesize(self.score, sample_rate)[0], sample_rate, path)
-
-    def audio(self, sample_rate: int = 22050):
-        from museforge.music.render import synthesize
-
-        return synthesize(self.score, sample_rate)
-
-    def piano_roll(self, path):
-        from museforge.music.render import piano_roll_png
-
-        return piano_roll_png(self.score, path)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"provenance": self.provenance}
-
-    def __str__(self) -> str:
-        o = self.provenance["options"]
-        return f"{o.get('bars', 4)} bars in {o.get('key', 'C major')}, {o.get('tempo', 120)} bpm"
+    task = get_task("melody")
+    tokenizer = task.new_tokenizer()
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=len(tokenizer), n_positions=512, n_embd=32, n_layer=2, n_head=2,
+                     **task.special_ids(tokenizer))
+    path = Path(tempfile.mkdtemp(prefix="museforge-tiny-melody-"))
+    GPT2LMHeadModel(cfg).save_pretrained(path)
+    task.save_tokenizer(tokenizer, path)
+    return path
 
 
-class StandInMelodyGenerator:
-    task = type("T", (), {"name": "melody", "options": ("key", "tempo", "time_signature", "bars", "instrument",
-                                                        "primer", "density")})()
+def write_midi(path: Path, pitches: list[int], bpm: float = 120) -> Path:
+    """A one-track melody, one quarter note per pitch."""
+    from symusic import Note, Score, Tempo, TimeSignature, Track
 
-    def generate(self, prompt: str = "", **kw: Any):
-        from symusic import Note, Score, Tempo, TimeSignature, Track
-
-        from museforge.music.tokenizer import parse_key
-
-        unknown = [k for k in kw if k not in self.task.options and k not in
-                   ("temperature", "top_p", "top_k", "repetition_penalty", "seed", "num_return_sequences")]
-        if unknown:
-            raise TypeError(f"unknown argument '{unknown[0]}' for melody")
-        tonic, mode = parse_key(kw.get("key", "C major"))
-        score = Score(480)
-        if kw.get("primer"):
-            score = Score(kw["primer"])  # a corrupt file raises here, as the real task would
-        score.tempos.append(Tempo(0, float(kw.get("tempo", 120))))
-        score.time_signatures.append(TimeSignature(0, 4, 4))
-        track = Track(name="melody", program=0)
-        rng = random.Random(kw.get("seed", 0))
-        steps = [0, 2, 3, 5, 7, 8, 10, 12] if mode == "minor" else [0, 2, 4, 5, 7, 9, 11, 12]
-        start = max((n.end for t in score.tracks for n in t.notes), default=0)
-        for i in range(4 * int(kw.get("bars", 4))):
-            track.notes.append(Note(start + i * 480, 480, 60 + tonic + rng.choice(steps), 90))
-        score.tracks.append(track)
-        prov = {"model": STAND_IN, "task": "melody", "seed": kw.get("seed"),
-                "options": {k: v for k, v in kw.items() if k in self.task.options}}
-        n = int(kw.get("num_return_sequences", 1))
-        out = [StandInMelody(score, prov) for _ in range(n)]
-        return out[0] if n == 1 else out
-
-
-def loader(task: str, model: str, style: str):
-    """The app's model loader, with the stand-in melody model when the real task is absent."""
-    if task == "melody" and model == STAND_IN:
-        return StandInMelodyGenerator()
-    from museforge.generate import load_generator
-
-    return load_generator(task, model, style)
-
-
-def melody_model() -> str:
-    """The melody model the UI tests use (the stand-in until tasks/melody.py lands)."""
-    return STAND_IN
+    score = Score(480)
+    score.tempos.append(Tempo(0, float(bpm)))
+    score.time_signatures.append(TimeSignature(0, 4, 4))
+    track = Track(name="melody", program=0)
+    for i, p in enumerate(pitches):
+        track.notes.append(Note(i * 480, 480, p, 90))
+    score.tracks.append(track)
+    score.dump_midi(str(path))
+    return path
 
 
 def free_port() -> int:
@@ -109,9 +57,10 @@ def free_port() -> int:
 
 
 def make_app(model_dir, runs_dir, **kw: Any):
+    """The app on tiny models: `model_dir` for the text tabs, a tiny melody model for the Melody tab."""
     from museforge.ui import build_app
 
-    return build_app(model=str(model_dir), melody_model=melody_model(), loader=loader, runs_dir=runs_dir, **kw)
+    return build_app(model=str(model_dir), melody_model=str(tiny_melody_dir()), runs_dir=runs_dir, **kw)
 
 
 def launch(model_dir, runs_dir, **kw: Any):

@@ -184,8 +184,41 @@ def models() -> None:
         typer.echo(f"{row['name']:<32} {row['model']:<32} {row['where']}")
 
 
+def _quiet_libraries() -> None:
+    """Keep the terminal for museforge's own progress bars: hide per-file loading bars and
+    benign warnings of the libraries underneath (library users keep their defaults)."""
+    import logging
+    import os
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    for name in ("accelerate", "transformers", "datasets", "peft"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+@app.command()
+def demo(
+    host: Annotated[str, Opt(help="interface to bind; 0.0.0.0 exposes the app to your network")] = "127.0.0.1",
+    port: Annotated[int, Opt(help="port to serve on")] = 7860,
+    model: Annotated[str, Opt(help="default model of the text tabs: model id, local dir or run dir")] = "default",
+    melody_model: Annotated[str, Opt(help="default model of the Melody tab")] = "default",
+    share: Annotated[bool, Opt("--share/--no-share", help="open a public gradio.live link (off by default)")] = False,
+) -> None:
+    """Start the Gradio app (all tasks and fine-tuning) at http://HOST:PORT."""
+    from museforge.ui import serve
+
+    typer.echo(f"museforge: starting the app on http://{host}:{port} (Ctrl+C to stop)", err=True)
+    serve(model=model, melody_model=melody_model, host=host, port=port, share=share)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point."""
+    _quiet_libraries()
     try:
         app(args=argv, prog_name="museforge")
     except SystemExit as e:

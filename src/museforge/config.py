@@ -66,6 +66,8 @@ class DataConfig:
     """Tokens per training sequence; documents are packed into blocks of this length."""
     max_documents: int = 0
     """Use at most this many documents (0 = all)."""
+    where: str = ""
+    """Keep only rows whose field has one of the values, e.g. "form=sonnet|ballad" (.jsonl/.csv)."""
     seed: int = 0
     """Seed of the train/validation split."""
 
@@ -96,6 +98,8 @@ class TrainConfig:
     """auto (bf16 where supported), bf16, fp16 (GPU only) or no."""
     eval_every: int = 50
     """Evaluate validation loss every N optimizer steps (and at the end)."""
+    eval_at_start: bool = True
+    """Evaluate before training too: the base model's validation loss, for comparison."""
     eval_batches: int = 0
     """Limit validation to N batches (0 = the whole split)."""
     save_every: int = 50
@@ -194,6 +198,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if tp is float:
             return float(value)
         if tp is str:
+            if isinstance(value, bool):  # YAML 1.1 reads a bare no/yes as a boolean
+                return "yes" if value else "no"
             return "" if value is None else str(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}") from None
@@ -227,8 +233,9 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         node = nested
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        value = yaml.safe_load(raw) if raw.strip() else ""
-        node[parts[-1]] = raw if isinstance(value, (dict, list)) and not raw.startswith(("[", "{")) else value
+        # Keep the text: each field's type decides how to read it ("no" stays a string for
+        # train.precision, while YAML would read it as False).
+        node[parts[-1]] = raw.strip()
     return nested
 
 

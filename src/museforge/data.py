@@ -98,8 +98,15 @@ def _table_columns(f: Path) -> list[str]:
 
 
 def load_documents(path: str | Path, text_field: str = "text", title_field: str = "title",
-                   style_field: str = "style", style: str = "") -> datasets.Dataset:
-    """Load documents from a file or folder as a Dataset with columns text, title, style."""
+                   style_field: str = "style", style: str = "", where: str = "") -> datasets.Dataset:
+    """Load documents from a file or folder as a Dataset with columns text, title, style.
+
+    `where="form=sonnet|ballad"` keeps only table rows whose field holds one of the values.
+    """
+    field, _, wanted = where.partition("=")
+    if where and not wanted:
+        raise DataError(f"data.where='{where}': write FIELD=VALUE or FIELD=V1|V2")
+    keep = {v.strip().lower() for v in wanted.split("|")}
     files = _files(path)
     parts = []
     txt = [f for f in files if f.suffix.lower() in TEXT_SUFFIXES]
@@ -115,6 +122,10 @@ def load_documents(path: str | Path, text_field: str = "text", title_field: str 
             raise DataError(f"{f}: no field '{text_field}' (fields: {', '.join(columns)}); set data.text_field=<one of them>")
         builder = "csv" if f.suffix.lower() == ".csv" else "json"
         ds = datasets.load_dataset(builder, data_files=str(f), split="train")
+        if where:
+            if field not in columns:
+                raise DataError(f"{f}: data.where names no field '{field}' (fields: {', '.join(columns)})")
+            ds = ds.filter(lambda r: str(r[field]).strip().lower() in keep)
 
         def norm(r: dict) -> dict:
             return {"text": _join(r.get(text_field)).strip(), "title": _join(r.get(title_field)).strip(),
@@ -124,7 +135,8 @@ def load_documents(path: str | Path, text_field: str = "text", title_field: str 
     docs = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
     docs = docs.filter(lambda r: len(r["text"].split()) >= 3)  # drop blank/one-word fragments
     if len(docs) == 0:
-        raise DataError(f"{path}: no usable text (every document is empty or shorter than 3 words)")
+        raise DataError(f"{path}: no usable text (every document is empty or shorter than 3 words"
+                        f"{' or filtered out by data.where' if where else ''})")
     return docs
 
 

@@ -62,8 +62,11 @@ class NewlineStop:
 class Generator:
     """A loaded model + tokenizer for one task. Build with `Generator.load` or pass objects in."""
 
-    def __init__(self, task: str | Task, model, tokenizer, source: dict[str, Any] | None = None):
+    def __init__(self, task: str | Task, model, tokenizer, source: dict[str, Any] | None = None,
+                 options: dict[str, Any] | None = None):
         self.task = get_task(task) if isinstance(task, str) else task
+        self.options = dict(options or {})
+        """Task options applied to every call unless overridden (a shipped style sets style=)."""
         self.model = model
         self.tokenizer = tokenizer
         self.source = source or {"model": getattr(model.config, "_name_or_path", "") or "in-memory", "adapter": None}
@@ -85,7 +88,9 @@ class Generator:
             model = str(style_path(t.name, style))
         lm, source = load_model(model, t.name, dtype=dtype, device=device)
         tokenizer = t.load_tokenizer(source["adapter"] or source["path"])
-        return cls(t, lm, tokenizer, source)
+        if style:
+            source["style"] = style
+        return cls(t, lm, tokenizer, source, {"style": style} if style and "style" in t.options else None)
 
     @property
     def device(self) -> torch.device:
@@ -114,7 +119,7 @@ class Generator:
             raise ValueError(f"num_return_sequences must be between 1 and 64, got {s.num_return_sequences}")
         if s.seed is None:
             s.seed = random.randrange(2**31)
-        options = {k: v for k, v in kwargs.items() if k in self.task.options and v not in (None, "")}
+        options = {**self.options, **{k: v for k, v in kwargs.items() if k in self.task.options and v not in (None, "")}}
         return s, options
 
     def generate(self, prompt: str = "", **kwargs: Any):
@@ -218,7 +223,7 @@ class Generator:
     def provenance(self, settings: GenerationConfig, options: dict[str, Any] | None = None) -> dict[str, Any]:
         from museforge import __version__
 
-        return {"model": self.source.get("model"), "adapter": self.source.get("adapter"),
+        return {"model": self.source.get("model"), "adapter": self.source.get("adapter"), "style": self.source.get("style"),
                 "checkpoint": self.source.get("adapter") or self.source.get("path"),
                 "task": self.task.name, "settings": dataclasses.asdict(settings), "options": dict(options or {}),
                 "seed": settings.seed, "device": str(self.device), "dtype": str(next(self.model.parameters()).dtype),

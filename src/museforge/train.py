@@ -150,8 +150,11 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, model
     t = cfg.train
     precision = _precision(t.precision)
     # cpu=True on CPU: without it every CPU process trains alone instead of data-parallel.
+    # step_scheduler_with_optimizer=False: max_steps counts global optimizer steps, so the
+    # schedule advances once per step whatever the process count (accelerate's default would
+    # advance it num_processes times and make 2 processes diverge from 1).
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=precision,
-                              gradient_accumulation_steps=t.grad_accum)
+                              gradient_accumulation_steps=t.grad_accum, step_scheduler_with_optimizer=False)
     main = accelerator.is_main_process
     set_seed(t.seed)
 
@@ -221,11 +224,16 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, model
             for i, batch in enumerate(val_loader):
                 if t.eval_batches and i >= t.eval_batches:
                     break
-                n = (batch["labels"][:, 1:] != -100).sum()
-                total += model(**batch).loss.float() * n
-                count += n
+                labels = batch.pop("labels")[:, 1:]
+                logits = model(**batch).logits[:, :-1].float()
+                nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100,
+                                                        reduction="none").sum(1)
+                # per-sequence sums, gathered without the padding samples accelerate adds to
+                # even out the last batch across processes
+                nll, n = accelerator.gather_for_metrics((nll, (labels != -100).sum(1)))
+                total += nll.sum()
+                count += n.sum()
         model.train()
-        total, count = accelerator.reduce(total, "sum"), accelerator.reduce(count, "sum")
         return (total / count).item() if count > 0 else None
 
     def export(target: Path) -> None:
@@ -247,6 +255,9 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, model
                    "best_step": state["best_step"], "last_val_loss": last.get("val_loss")}
         if state["best_loss"] is not None:
             summary["best_val_perplexity"] = math.exp(min(state["best_loss"], 50))
+        if state.get("base_val_loss") is not None:
+            summary["start_val_loss"] = state["base_val_loss"]
+            summary["start_val_perplexity"] = math.exp(min(state["base_val_loss"], 50))
         if state.get("samples"):
             summary["sample_metrics"] = state["samples"]
         return summary
@@ -288,6 +299,12 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, model
         if callback:
             callback({"event": "samples", "step": state["step"], "samples": [str(o) for o in outputs], "metrics": state["samples"]})
 
+    if t.eval_at_start and state["step"] == 0 and val_loader is not None:
+        base = evaluate()  # the starting point: a fine-tune must beat this on held-out data
+        state["base_val_loss"] = base
+        if main and base is not None:
+            print(f"museforge: validation loss before training {base:.4f} (perplexity {math.exp(min(base, 50)):.2f})", flush=True)
+
     # The loop
     model.train()
     bar = tqdm(total=max_steps, initial=state["step"], desc=f"train {task.name}", disable=not main, dynamic_ncols=True)
@@ -313,7 +330,8 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, model
                 if accelerator.sync_gradients and t.grad_clip:
                     accelerator.clip_grad_norm_(model.parameters(), t.grad_clip)
                 optimizer.step()
-                scheduler.step()
+                if accelerator.sync_gradients:
+                    scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             state["batch_in_epoch"] += 1
             state["tokens"] += int(batch["input_ids"].numel()) * accelerator.num_processes

@@ -16,6 +16,7 @@ defaults to museforge's cache (`$MUSEFORGE_CACHE/gradio`), one folder per sessio
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -205,6 +206,14 @@ class App:
         thread.start()
         return thread
 
+    def forget(self, session: dict | None) -> None:
+        """Delete a session's files (melodies, uploads, zips) once Gradio drops its state.
+
+        Trained runs stay in runs_dir: they are models the user may want to load again.
+        """
+        if session and session.get("id"):
+            shutil.rmtree(self.files_dir / session["id"], ignore_errors=True)
+
     def session_dir(self, session: dict) -> Path:
         path = self.files_dir / session["id"]
         path.mkdir(parents=True, exist_ok=True)
@@ -282,6 +291,7 @@ class App:
                 if Path(primer).suffix.lower() not in MIDI_SUFFIXES:
                     raise gr.Error(f"The primer must be a MIDI file (.mid), not '{Path(primer).name}'.",
                                    print_exception=False)
+                _readable_midi(primer)
                 options["primer"] = str(primer)
             options = {k: v for k, v in options.items() if v not in (None, "")}
             gen = self.generator("melody", model_choice, progress)
@@ -372,7 +382,9 @@ class App:
             if steps and int(steps) > 0:
                 if int(steps) > 10_000:
                     raise gr.Error("Steps must be at most 10000 (0 = the preset's length).", print_exception=False)
-                train_over.update(max_steps=int(steps), sample_every=max(5, int(steps) // 3))
+                # a few validation points and samples along the way, so the curve and samples are live
+                train_over.update(max_steps=int(steps), sample_every=max(5, int(steps) // 3),
+                                  eval_every=max(1, int(steps) // 5))
             sections: dict[str, Any] = {"task": task, "data": {"path": str(data)}, "train": train_over}
             base = (base_choice or "default").strip()
             if base.startswith("style:"):
@@ -455,6 +467,16 @@ class App:
         return target
 
 
+def _readable_midi(path: str | Path) -> None:
+    from museforge.music.tokenizer import load_score
+
+    try:
+        load_score(path)
+    except Exception as e:  # symusic raises RuntimeError on a corrupt file
+        raise gr.Error(f"'{Path(path).name}' is not a readable MIDI file ({_one_line(e)}).",
+                       print_exception=False) from None
+
+
 def _unzip(src: Path, target: Path, wanted: set[str]) -> None:
     try:
         with zipfile.ZipFile(src) as z:
@@ -467,6 +489,12 @@ def _unzip(src: Path, target: Path, wanted: set[str]) -> None:
                 (target / f"{i:05d}-{name}").write_bytes(z.read(m))
     except zipfile.BadZipFile:
         raise gr.Error(f"'{src.name}' is not a valid zip file.", print_exception=False) from None
+
+
+def _signature(names: Sequence[str]) -> inspect.Signature:
+    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
+    params.append(inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=gr.Progress()))
+    return inspect.Signature(params)
 
 
 def _json(value: Any) -> str:
@@ -523,16 +551,21 @@ def _text_tab(app: App, task: str, fields: Callable[[], list[gr.components.Compo
             provenance = _provenance(task)
     gr.Examples(EXAMPLES[task], inputs=[prompt, *extra], label="Examples (click one, then Write)")
 
-    def handler(prompt_text, *values, progress=gr.Progress()):
+    sampling_names = ["temperature", "top_p", "top_k", "repetition_penalty", "random_seed", "seed",
+                      "num_samples"] + (["max_new_tokens"] if max_tokens else [])
+
+    def handler(prompt, *values, progress=gr.Progress()):
         options = dict(zip(names, values[: len(names)], strict=True))
         choice, sampling = values[len(names)], values[len(names) + 1:]
         with shown_as_ui_errors():
             kw = App.sampling(*sampling)
-        yield from app.write(task, prompt_text, choice, options, kw, progress)
+        yield from app.write(task, prompt, choice, options, kw, progress)
 
+    # name the API's parameters (gradio_client users see prompt, style, ... not param_1, param_2)
+    handler.__signature__ = _signature(["prompt", *names, "model", *sampling_names])
     event = gr.on([go.click, prompt.submit], handler, [prompt, *extra, model, *advanced], [output, provenance],
                   api_name=task, concurrency_id="generate")
-    stop.click(None, cancels=[event], queue=False)
+    stop.click(None, cancels=[event], queue=False, api_visibility="private")
     app.dropdowns[task] = model
 
 
@@ -610,10 +643,11 @@ def melody_tab(app: App) -> None:
     session = app.session
     outputs = [audio, roll, mid, summary, provenance]
 
-    def compose(session, choice, key, tempo, ts, bars, instrument, primer, density, *sampling, progress=gr.Progress()):
+    def compose(session, model, key, tempo, time_signature, bars, instrument, primer, density, temperature, top_p,
+                top_k, repetition_penalty, random_seed, seed, num_samples, progress=gr.Progress()):
         with shown_as_ui_errors():
-            kw = App.sampling(*sampling)
-        return app.melody(session, choice, key, tempo, ts, bars, instrument, primer, density, kw, progress)
+            kw = App.sampling(temperature, top_p, top_k, repetition_penalty, random_seed, seed, num_samples)
+        return app.melody(session, model, key, tempo, time_signature, bars, instrument, primer, density, kw, progress)
 
     def regenerate(session, progress=gr.Progress()):
         return app.melody_again(session, continue_it=False, progress=progress)
@@ -625,7 +659,7 @@ def melody_tab(app: App) -> None:
     e1 = go.click(compose, inputs, outputs, api_name="melody", concurrency_id="generate")
     e2 = again.click(regenerate, [session], outputs, api_name="melody_regenerate", concurrency_id="generate")
     e3 = more.click(continue_, [session], outputs, api_name="melody_continue", concurrency_id="generate")
-    stop.click(None, cancels=[e1, e2, e3], queue=False)
+    stop.click(None, cancels=[e1, e2, e3], queue=False, api_visibility="private")
     app.dropdowns["melody"] = model
 
 
@@ -633,7 +667,6 @@ def finetune_tab(app: App) -> None:
     import pandas as pd
 
     def frame(history: list[dict[str, Any]]) -> pd.DataFrame:
-        # typed columns, even when empty: an untyped empty "split" reads as a number to the plot
         f = pd.DataFrame(history, columns=["step", "loss", "split"])
         return f.astype({"step": "int64", "loss": "float64", "split": "str"})
 
@@ -656,20 +689,22 @@ def finetune_tab(app: App) -> None:
             status = gr.Markdown("Upload a file, pick the task and a preset, then Train.", elem_id="train-status")
             download = gr.DownloadButton("Download the model (.zip)", visible=False, elem_id="train-download")
         with gr.Column(scale=3):
-            plot = gr.LinePlot(frame([]), x="step", y="loss", color="split", title="Loss", height=260,
+            # starts empty (None): Gradio 6 draws no lines into a plot that started as an empty frame
+            plot = gr.LinePlot(None, x="step", y="loss", color="split", title="Loss", height=260,
                                elem_id="train-plot")
             samples = gr.Textbox(label="Samples written during training", lines=8, max_lines=20, interactive=False)
     with gr.Group():
         gr.Markdown("### Try your model")
         with gr.Row():
-            try_prompt = gr.Textbox(label="Topic / premise", placeholder="rain on a city night", scale=3)
+            try_prompt = gr.Textbox(label="Topic / premise", placeholder="rain on a city night", scale=3,
+                                    elem_id="try-prompt")
             try_go = gr.Button("Write with my model", variant="primary", scale=1, elem_id="try-go")
-        try_out = gr.Textbox(label="Output", lines=8, buttons=["copy"])
+        try_out = gr.Textbox(label="Output", lines=8, buttons=["copy"], elem_id="try-output")
     session, last_run = app.session, gr.State(None)
     dropdowns = [app.dropdowns[t] for t in TASK_TABS if t in app.dropdowns]
 
-    def run(session, upload, task, preset, steps, base, progress=gr.Progress()):
-        for event in app.train(session, upload, task, preset, steps, base, progress):
+    def run(session, data_file, task, preset, steps, start_from, progress=gr.Progress()):
+        for event in app.train(session, data_file, task, preset, steps, start_from, progress):
             update = [event["status"], frame(event["history"]), "\n\n".join(event["samples"])]
             if "run" not in event:
                 yield [*update, gr.skip(), gr.skip(), *[gr.skip()] * len(dropdowns)]
@@ -694,9 +729,9 @@ def finetune_tab(app: App) -> None:
     event = go.click(run, [session, upload, task, preset, steps, base],
                      [status, plot, samples, download, last_run, *dropdowns], api_name="train",
                      concurrency_id="train", concurrency_limit=1, show_progress_on=[status])
-    stop.click(stop_training, [session], None, cancels=[event], queue=False)
+    stop.click(stop_training, [session], None, cancels=[event], queue=False, api_visibility="private")
     task.change(lambda t, s: gr.update(choices=app.model_choices(t, s), value="default"), [task, session], [base],
-                queue=False)
+                queue=False, api_visibility="private")
     try_go.click(try_model, [last_run, try_prompt], [try_out], api_name="try", concurrency_id="generate")
 
 
@@ -722,7 +757,8 @@ def build_app(model: str | Path | None = None, melody_model: str | Path | None =
     app = App(model, melody_model, loader, runs_dir, configs_dir)
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(3600, 24 * 3600)) as demo:
         gr.Markdown(f"# {title}\nLyrics, poems, stories and melodies from small transformers, on your machine.")
-        app.session = gr.State(new_session)
+        # Gradio drops a session's state an hour after its tab closes; its files go with it
+        app.session = gr.State(new_session, delete_callback=app.forget)
         with gr.Tabs():
             for name in tabs:
                 label, build = TABS[name]

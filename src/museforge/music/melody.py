@@ -46,6 +46,20 @@ def count_bars(score: Score) -> int:
     return math.ceil(max(ends) / bar_ticks(score)) if ends else 0
 
 
+def finish_melody(score: Score, bars: int, program: int | None = None) -> Score:
+    """Make a decoded melody exactly `bars` long and monophonic: each note ends where the next
+    starts, the last one at the final bar line; optionally set the instrument program."""
+    limit = bars * bar_ticks(score)
+    for track in score.tracks:
+        notes = sorted((n for n in track.notes if n.time < limit), key=lambda n: n.time)
+        for n, end in zip(notes, [*(m.time for m in notes[1:]), limit], strict=True):
+            n.duration = max(1, min(n.duration, end - n.time))
+        track.notes = notes
+        if program is not None:
+            track.program = program
+    return score
+
+
 def read_provenance(path: str | Path) -> dict[str, Any] | None:
     """The provenance a museforge .mid carries (None when the file has none)."""
     for marker in Score(str(path)).markers:

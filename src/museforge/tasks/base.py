@@ -109,7 +109,7 @@ class TextTask(Task):
         return header if text is None else header + text + (tokenizer.eos_token or "")
 
     def build_datasets(self, data: DataConfig, tokenizer):
-        docs = load_documents(data.path, data.text_field, data.title_field, data.style_field, data.style)
+        docs = load_documents(data.path, data.text_field, data.title_field, data.style_field, data.style, data.where)
         if data.max_documents:
             docs = docs.select(range(min(data.max_documents, len(docs))))
         if data.val_path:

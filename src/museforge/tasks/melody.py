@@ -280,7 +280,7 @@ class MelodyTask(Task):
     def melody(self, gen: Generator, context: list[int], hidden: list[int], row: list[int], request: dict[str, Any],
                settings: GenerationConfig, options: dict[str, Any], index: int = 0) -> Melody:
         """Decode one sampled row into a Melody: the primer (if any) + the new bars, clipped to the bar count."""
-        from museforge.music.melody import Melody, bar_ticks, instrument_name
+        from museforge.music.melody import Melody, finish_melody, instrument_name
         from museforge.music.tokenizer import decode
 
         tok = gen.tokenizer
@@ -288,13 +288,7 @@ class MelodyTask(Task):
         ids = context[:start] + hidden + context[start:] + row
         score = decode(ids, tok)
         primer_bars = request.get("primer_bars", 0)
-        limit = (primer_bars + request["bars"]) * bar_ticks(score)
-        for track in score.tracks:  # monophonic: a note ends where the next starts, the last at the final bar line
-            notes = sorted((n for n in track.notes if n.time < limit), key=lambda n: n.time)
-            for n, end in zip(notes, [*(m.time for m in notes[1:]), limit], strict=True):
-                n.duration = max(1, min(n.duration, end - n.time))
-            track.notes = notes
-            track.program = request["program"]
+        finish_melody(score, primer_bars + request["bars"], request["program"])
         prov = gen.provenance(settings, options)
         prov.update(key=request["key"], tempo=request["tempo"], time_signature=request["time_signature"],
                     bars=request["bars"], instrument=instrument_name(request["program"]), program=request["program"],
