@@ -1,4 +1,4 @@
-# museforge: `make demo` runs the app on the embedded defaults, `make test` runs the tests.
+# museforge: `make demo` starts the app on the embedded defaults, `make test` runs the tests.
 # Both create .venv on first use. Bring your own torch: install it into .venv first and pass
 # TORCH= (empty), e.g. `make test TORCH=`; the default pins the CPU wheel this project tests with.
 VENV ?= .venv
@@ -21,9 +21,10 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(VENV)/bin/museforge generate lyrics "rain on a city night" --seed 1
+	$(VENV)/bin/museforge demo
 
-generate: demo
+generate: install
+	$(VENV)/bin/museforge generate lyrics "rain on a city night" --seed 1
 
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS); code=$$?; if [ $$code -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$code

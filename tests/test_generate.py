@@ -95,3 +95,19 @@ def test_story_length_sets_budget(gen):
     assert out.provenance["settings"]["max_new_tokens"] == 250
     with pytest.raises(ValueError, match="unknown story length 'epic'"):
         story.generate("a fox", length="epic")
+
+
+def test_stream_returns_the_output_and_stops_when_closed(gen):
+    it = gen.stream("harbour", seed=5, max_new_tokens=25)
+    chunks = []
+    try:
+        while True:
+            chunks.append(next(it))
+    except StopIteration as done:
+        out = done.value
+    assert out.text == "".join(chunks).strip() and out.provenance["seed"] == 5
+    early = gen.stream("harbour", seed=5, max_new_tokens=400, temperature=1.5, repetition_penalty=1.0)
+    next(early)
+    early.close()  # the generation thread ends at its next token instead of running to 400
+    assert gen._lock.acquire(timeout=5)
+    gen._lock.release()

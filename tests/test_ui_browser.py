@@ -62,6 +62,7 @@ def shoot(page, name: str) -> None:
     """Screenshot the page without stale toasts."""
     for close in page.locator(".toast-close").all():
         close.click()
+    expect(page.locator(".toast-body")).to_have_count(0)
     page.screenshot(path=SHOTS / f"{name}.png", full_page=True)
 
 

@@ -16,6 +16,7 @@ import dataclasses
 import random
 import threading
 import time
+from collections.abc import Generator as Generator_
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,11 +129,15 @@ class Generator:
         outputs = self.task.generate(self, prompt, settings, **options)
         return outputs[0] if len(outputs) == 1 else outputs
 
-    def stream(self, prompt: str = "", **kwargs: Any) -> Iterator[str]:
-        """Yield the text piece by piece as it is generated (one sample)."""
+    def stream(self, prompt: str = "", **kwargs: Any) -> Generator_[str, None, Output]:
+        """Yield the text piece by piece as it is generated (one sample).
+
+        The finished Output (text, provenance, metadata) is the generator's return value:
+        `out = yield from gen.stream(...)`, or StopIteration.value when iterating by hand.
+        """
         settings, options = self.settings(**kwargs)
         settings.num_return_sequences = 1
-        yield from self.task.stream(self, prompt, settings, **options)
+        return (yield from self.task.stream(self, prompt, settings, **options))
 
     # ---- building blocks for tasks ----------------------------------------------------------
     def eos_ids(self) -> list[int]:
@@ -199,24 +204,34 @@ class Generator:
         return [t.split("\n", 1)[0] for t in texts]
 
     def stream_text(self, prefix: str, settings: GenerationConfig, **hf: Any) -> Iterator[str]:
-        """Stream one continuation of `prefix` as decoded text chunks."""
+        """Stream one continuation of `prefix` as decoded text chunks.
+
+        Closing the iterator early (a Stop button, a `break`) stops the generation too.
+        """
         from transformers import TextIteratorStreamer
 
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
         ids = self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
         error: list[BaseException] = []
+        stop = threading.Event()
+
+        def stopped(input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+            return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
 
         def work() -> None:
             try:
-                self.complete_ids(ids, settings, 1, streamer=streamer, **hf)
+                self.complete_ids(ids, settings, 1, streamer=streamer, stopping_criteria=[stopped], **hf)
             except BaseException as e:  # surface errors in the caller's thread
                 error.append(e)
                 streamer.end()
 
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
-        yield from (chunk for chunk in streamer if chunk)
-        thread.join()
+        try:
+            yield from (chunk for chunk in streamer if chunk)
+        finally:
+            stop.set()  # a consumer that stops early ends the generation at the next token
+            thread.join()
         if error:
             raise error[0]
 

@@ -341,7 +341,8 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, model
                 continue
             state["step"] += 1
             bar.update(1)
-            record: dict[str, Any] = {"step": state["step"], "lr": scheduler.get_last_lr()[0]}
+            record: dict[str, Any] = {"step": state["step"], "lr": scheduler.get_last_lr()[0], "tokens": state["tokens"],
+                                      "elapsed": round(time.perf_counter() - t0, 4)}
             if state["step"] % t.log_every == 0 or state["step"] == max_steps:
                 train_loss = accelerator.reduce(running, "mean").item() / micro
                 running.zero_()

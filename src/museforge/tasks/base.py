@@ -51,9 +51,10 @@ class Task:
         raise NotImplementedError
 
     def stream(self, gen: Generator, prompt: str, settings: GenerationConfig, **options: Any) -> Iterator[str]:
-        """Yield text as it is produced; the default yields whole outputs."""
-        for out in self.generate(gen, prompt, settings, **options):
-            yield str(out)
+        """Yield text as it is produced and return the finished output; the default yields it whole."""
+        out = self.generate(gen, prompt, settings, **options)[0]
+        yield str(out)
+        return out
 
     def sample_metrics(self, outputs: list[Output]) -> dict[str, float]:
         return {}
@@ -149,8 +150,11 @@ class TextTask(Task):
     def stream(self, gen: Generator, prompt: str, settings: GenerationConfig, **options: Any) -> Iterator[str]:
         spec = self.spec(**options)
         if spec is None:
-            yield from gen.stream_text(self.render(gen.tokenizer, prompt, **options), settings)
-            return
+            chunks = []
+            for chunk in gen.stream_text(self.render(gen.tokenizer, prompt, **options), settings):
+                chunks.append(chunk)
+                yield chunk
+            return gen.output("".join(chunks).strip(), prompt, settings, self.name, options)
         # Constrained songs are settled line by line: stream each line as it is chosen.
         import queue
         import threading
@@ -179,6 +183,7 @@ class TextTask(Task):
             yield head + line
         if isinstance(result[0], BaseException):
             raise result[0]
+        return result[0]
 
     def compose(self, gen: Generator, prompt: str, settings: GenerationConfig, spec, options: dict[str, Any],
                 sample: int = 0, on_line=None) -> Output:
