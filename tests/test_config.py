@@ -4,7 +4,17 @@ import pytest
 
 from museforge.config import Config, ConfigError, config_from_dict, load_config
 
-CONFIGS = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))
+ROOT = Path(__file__).parents[1] / "configs"
+CONFIGS = sorted(p for p in ROOT.rglob("*.yaml") if p.parent.name != "accelerate")
+ACCELERATE = sorted((ROOT / "accelerate").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", ACCELERATE, ids=lambda p: p.name)
+def test_accelerate_configs_are_valid(path):
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    cfg = ClusterConfig.from_yaml_file(path)  # rejects unknown keys
+    assert cfg.mixed_precision == "bf16"
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

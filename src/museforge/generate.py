@@ -68,6 +68,8 @@ class Generator:
         self.task = get_task(task) if isinstance(task, str) else task
         self.options = dict(options or {})
         """Task options applied to every call unless overridden (a shipped style sets style=)."""
+        self.hf_extra: dict[str, Any] = {}
+        """Extra transformers.generate keywords for every call (e.g. synced_gpus under ZeRO-3)."""
         self.model = model
         self.tokenizer = tokenizer
         self.source = source or {"model": getattr(model.config, "_name_or_path", "") or "in-memory", "adapter": None}
@@ -168,8 +170,8 @@ class Generator:
         gives the same output and the caller's global RNG is untouched.
         """
         n = n or settings.num_return_sequences
-        ids = torch.tensor([input_ids], device=self.device)
-        kwargs = {**self.hf_kwargs(settings), "num_return_sequences": n, **hf}
+        ids = torch.tensor([input_ids] * n, device=self.device)  # n rows: sampled or greedy alike
+        kwargs = {**self.hf_kwargs(settings), **self.hf_extra, **hf}
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with self._lock, torch.random.fork_rng(devices=devices), torch.inference_mode():
             was_training = self.model.training

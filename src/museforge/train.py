@@ -181,6 +181,12 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, model
     else:
         model_info = {"base_model": getattr(model.config, "_name_or_path", "") or "in-memory"}
     model = _wrap_lora(cfg, model)
+    if precision == "bf16" and any(not p.requires_grad for p in model.parameters()):
+        # LoRA: the frozen base weights never change, so keep them in bf16. Autocast would
+        # otherwise re-cast every fp32 weight to bf16 on every forward pass (and hold both).
+        for p in model.parameters():
+            if not p.requires_grad and p.dtype == torch.float32:
+                p.data = p.data.to(torch.bfloat16)
     with accelerator.main_process_first():
         train_docs, val_docs, data_info = task.build_datasets(cfg.data, tokenizer)
     special = task.special_ids(tokenizer)
@@ -237,11 +243,17 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, model
         return (total / count).item() if count > 0 else None
 
     def export(target: Path) -> None:
-        """The loadable artefact: HF model or peft adapter dir + tokenizer + museforge.json."""
+        """The loadable artefact: HF model or peft adapter dir + tokenizer + museforge.json.
+
+        Every rank calls this: under FSDP / DeepSpeed ZeRO-3 gathering the full state dict is a
+        collective; only the main process writes."""
+        state_dict = accelerator.get_state_dict(model)
+        if not main:
+            return
         unwrapped = accelerator.unwrap_model(model)
 
         def write(tmp: Path) -> None:
-            unwrapped.save_pretrained(tmp, safe_serialization=True)
+            unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
             tokenizer.save_pretrained(tmp) if hasattr(tokenizer, "save_pretrained") else task.save_tokenizer(tokenizer, tmp)
             cfg.save(tmp / "config.yaml")
             (tmp / "museforge.json").write_text(json.dumps({**meta, "metrics": metrics_summary()}, indent=2))
@@ -278,19 +290,28 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, model
                 shutil.rmtree(old, ignore_errors=True)
         accelerator.wait_for_everyone()
 
+    ds = accelerator.state.deepspeed_plugin
+    zero3 = bool(ds and ds.zero_stage == 3)
+
     def write_samples() -> None:
-        if not main or not task.sample_prompts:
+        # Under ZeRO-3 the weights are sharded: every rank must take part in generate()
+        # (synced_gpus); otherwise only the main process samples.
+        if not task.sample_prompts or not t.samples or not (main or zero3):
             return
         from museforge.generate import Generator
 
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.eval()
         gen = Generator(task, unwrapped, tokenizer, {"model": meta["base_model"], "adapter": str(out)})
+        if zero3:
+            gen.hf_extra["synced_gpus"] = True
         outputs = []
         with accelerator.autocast():
             for i, prompt in enumerate((task.sample_prompts * t.samples)[: t.samples]):
                 outputs += gen.task.generate(gen, prompt, gen.settings(max_new_tokens=t.sample_max_new_tokens, seed=i)[0])
         unwrapped.train()
+        if not main:
+            return
         (out / "samples").mkdir(exist_ok=True)
         with (out / "samples" / f"step-{state['step']:06d}.txt").open("w") as f:
             for o in outputs:
@@ -357,7 +378,7 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, model
                     bar.write(f"step {state['step']}: val loss {val:.4f}, perplexity {math.exp(min(val, 50)):.2f}") if main else None
                     if state["best_loss"] is None or val < state["best_loss"]:
                         state.update(best_loss=val, best_step=state["step"], bad_evals=0)
-                        if t.keep_best and main:
+                        if t.keep_best:
                             export(out / "best")
                     else:
                         state["bad_evals"] += 1
@@ -382,8 +403,10 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, model
     write_samples()
 
     # The run directory itself is the loadable model: the best weights when kept, else the last.
+    best = out / "best"
+    if not (t.keep_best and best.exists()):
+        export(out / "final")  # every rank: gathering sharded weights is collective
     if main:
-        best = out / "best"
         if t.keep_best and best.exists():
             for f in best.iterdir():
                 if f.is_file():
@@ -393,11 +416,9 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, model
             info["exported"] = f"best (step {state['best_step']})"
             (out / "museforge.json").write_text(json.dumps(info, indent=2))
         else:
-            tmp_export = out / "final"
-            export(tmp_export)
-            for f in tmp_export.iterdir():
+            for f in (out / "final").iterdir():
                 shutil.copy2(f, out / f.name)
-            shutil.rmtree(tmp_export)
+            shutil.rmtree(out / "final")
         log.close()
     accelerator.wait_for_everyone()
     accelerator.end_training()

@@ -1,0 +1,120 @@
+"""Text generation speed: museforge's Generator vs plain `model.generate`, side by side.
+
+    python benchmarks/gen_speed.py                      # default SmolLM2-135M, CPU bf16
+    python benchmarks/gen_speed.py --repeats 5 --out benchmarks/results/gen_speed.json
+
+Same model object, same dtype, same settings, runs interleaved (plain, museforge, plain, ...);
+128 new tokens forced (min_new_tokens) for batch 1 and 8, greedy and sampled. Reports median
+[min-max] decode tokens/s, time to first token, peak memory, and whether greedy outputs match.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+PROMPT = ("Write song lyrics about rain on a city night, with a verse and a chorus. "
+          "Use vivid images of neon lights, wet streets and a lonely walk home.")
+
+
+class FirstToken:
+    """A streamer that records when the first new token arrives."""
+
+    def __init__(self):
+        self.calls, self.first = 0, None
+
+    def put(self, value):
+        self.calls += 1
+        if self.calls == 2 and self.first is None:  # call 1 is the prompt
+            self.first = time.perf_counter()
+
+    def end(self):
+        pass
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--out", default="")
+    args = ap.parse_args(argv)
+
+    from museforge.generate import Generator, load_generator
+
+    gen: Generator = load_generator("lyrics", args.model, dtype=args.dtype)
+    model, tok = gen.model, gen.tokenizer
+    prefix = gen.task.render(tok, PROMPT)
+    ids = tok(prefix, add_special_tokens=False)["input_ids"]
+    modes = {"greedy": dict(temperature=0.0, repetition_penalty=1.0),
+             "sampled": dict(temperature=0.8, top_p=0.95, top_k=50, repetition_penalty=1.0)}
+    rows, checks = [], {}
+    for batch in [int(b) for b in args.batches.split(",")]:
+        for mode, sampling in modes.items():
+            settings = gen.settings(max_new_tokens=args.new_tokens, seed=0, **sampling)[0]
+            hf = gen.hf_kwargs(settings)
+
+            def plain(streamer):
+                x = torch.tensor([ids] * batch, device=gen.device)
+                torch.manual_seed(0)
+                with torch.inference_mode():
+                    out = model.generate(x, attention_mask=torch.ones_like(x), min_new_tokens=args.new_tokens,
+                                         streamer=streamer, **hf)
+                return out[:, len(ids):].tolist()
+
+            def ours(streamer):
+                return gen.complete_ids(ids, settings, n=batch, min_new_tokens=args.new_tokens, streamer=streamer)
+
+            times: dict[str, list[float]] = {"plain": [], "museforge": []}
+            ttft: dict[str, list[float]] = {"plain": [], "museforge": []}
+            outputs = {}
+            for r in range(args.repeats + 1):  # the first round warms up both
+                for name, fn in (("plain", plain), ("museforge", ours)):
+                    s = FirstToken()
+                    t0 = time.perf_counter()
+                    outputs[name] = fn(s if batch == 1 else None)
+                    dt = time.perf_counter() - t0
+                    if r:
+                        times[name].append(batch * args.new_tokens / dt)
+                        if s.first:
+                            ttft[name].append(s.first - t0)
+            if mode == "greedy":
+                checks[f"batch{batch}"] = outputs["plain"][0][: args.new_tokens] == outputs["museforge"][0][: args.new_tokens]
+            for name in ("plain", "museforge"):
+                rows.append({"batch": batch, "mode": mode, "impl": name,
+                             "tok_s": round(statistics.median(times[name]), 2),
+                             "tok_s_min": round(min(times[name]), 2), "tok_s_max": round(max(times[name]), 2),
+                             "ttft_s": round(statistics.median(ttft[name]), 3) if ttft[name] else None})
+            ratio = rows[-1]["tok_s"] / rows[-2]["tok_s"]
+            rows[-1]["ratio_vs_plain"] = round(ratio, 3)
+            print(f"batch {batch} {mode}: plain {rows[-2]['tok_s']} tok/s, museforge {rows[-1]['tok_s']} tok/s "
+                  f"(x{ratio:.2f})", file=sys.stderr, flush=True)
+    result = {"benchmark": "generation", "model": args.model, "device": str(gen.device),
+              "device_name": torch.cuda.get_device_name() if gen.device.type == "cuda" else "cpu",
+              "dtype": str(next(model.parameters()).dtype), "threads": torch.get_num_threads(),
+              "new_tokens": args.new_tokens, "repeats": args.repeats, "rows": rows,
+              "greedy_identical": checks, "peak_memory_mb": round(peak_memory_mb(gen.device), 1)}
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
