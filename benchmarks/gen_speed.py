@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
             settings = gen.settings(max_new_tokens=args.new_tokens, seed=0, **sampling)[0]
             hf = gen.hf_kwargs(settings)
 
-            def plain(streamer):
+            def plain(streamer, batch=batch, hf=hf):
                 x = torch.tensor([ids] * batch, device=gen.device)
                 torch.manual_seed(0)
                 with torch.inference_mode():
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
                                          streamer=streamer, **hf)
                 return out[:, len(ids):].tolist()
 
-            def ours(streamer):
+            def ours(streamer, batch=batch, settings=settings):
                 return gen.complete_ids(ids, settings, n=batch, min_new_tokens=args.new_tokens, streamer=streamer)
 
             times: dict[str, list[float]] = {"plain": [], "museforge": []}
