@@ -111,3 +111,36 @@ def test_stream_returns_the_output_and_stops_when_closed(gen):
     early.close()  # the generation thread ends at its next token instead of running to 400
     assert gen._lock.acquire(timeout=5)
     gen._lock.release()
+
+
+def test_sample_lines_are_single_lines_with_fluency(gen):
+    lines = gen.sample_lines("### Write song lyrics about rain.\n", 4, seed=1)
+    assert len(lines) == 4 and all("\n" not in line for line in lines)
+    assert all(line.logprob <= 0 for line in lines)
+    assert [str(x) for x in gen.sample_lines("### Write song lyrics about rain.\n", 4, seed=1)] == [str(x) for x in lines]
+
+
+def test_constrained_song_on_any_causal_lm(gen):
+    out = gen.generate("rain", sections="verse chorus verse chorus", rhyme="AABB", syllables="4-12", seed=3)
+    tags = [line for line in out.text.splitlines() if line.startswith("[")]
+    assert tags == ["[Verse 1]", "[Chorus]", "[Verse 2]", "[Chorus]"]
+    chorus = out.text.split("[Chorus]\n")
+    assert chorus[1].split("\n\n")[0] == chorus[2].strip()  # a repeated chorus repeats verbatim
+    meta = out.metadata
+    assert meta["form"] == "song" and len(meta["lines"]) == 12  # the second chorus is copied, not rewritten
+    # every unmet constraint is reported, never silently dropped
+    unmet_lines = {f["line"] for f in meta["failures"]}
+    assert unmet_lines == {rec["line"] for rec in meta["lines"] if rec["unmet"]}
+    assert meta["constraints_met"] is (not meta["failures"])
+    again = gen.generate("rain", sections="verse chorus verse chorus", rhyme="AABB", syllables="4-12", seed=3)
+    assert again.text == out.text
+
+
+def test_poem_forms(gen):
+    from museforge.generate import Generator
+
+    poem = Generator("poem", gen.model, gen.tokenizer)
+    haiku = poem.generate("the sea", form="haiku", seed=1)
+    assert len(haiku.text.splitlines()) == 3 and haiku.metadata["form"] == "haiku"
+    with pytest.raises(ValueError):
+        poem.generate("the sea", form="epic")

@@ -223,8 +223,10 @@ def test_evaluate_melody_reports_model_and_markov_baseline(run_dir, midi_dir):
     report = evaluate_melody(str(run_dir), str(midi_dir))
     assert report["scored"].startswith("validation split")
     assert report["tokens"] > 0 and report["perplexity"] > 1 and report["markov3_perplexity"] > 1
-    other = evaluate_melody(str(run_dir), str(midi_dir / "jig_6_8.mid"))
+    other = evaluate_melody(str(run_dir), str(midi_dir / "jig_6_8.mid"), samples=2, bars=2)
     assert other["pieces"] == 1 and other["scored"].startswith("all 1 pieces")
+    stats = other["music_statistics"]
+    assert {"pitch_range", "in_key_rate", "groove_consistency"} <= set(stats) and 0 <= stats["in_key_rate"]["overlap"] <= 1
 
 
 # ---- CLI ----------------------------------------------------------------------------------------

@@ -48,6 +48,17 @@ class Output:
         return dataclasses.asdict(self)
 
 
+class Line(str):
+    """A sampled line that also carries its mean token log-probability (`.logprob`)."""
+
+    logprob: float
+
+    def __new__(cls, text: str, logprob: float) -> Line:
+        line = super().__new__(cls, text)
+        line.logprob = logprob
+        return line
+
+
 class NewlineStop:
     """Stop each sequence once it has written a newline (a per-row StoppingCriteria)."""
 
@@ -162,16 +173,20 @@ class Generator:
         return kw
 
     def complete_ids(self, input_ids: list[int], settings: GenerationConfig, n: int | None = None,
-                     seed_offset: int = 0, **hf: Any) -> list[list[int]]:
+                     seed_offset: int = 0, logprobs: list[float] | None = None, **hf: Any) -> list[list[int]]:
         """Sample `n` continuations of one token sequence; returns the new token ids of each.
 
         Extra keywords go to transformers' generate (logits_processor, stopping_criteria, streamer).
         Sampling runs under a forked RNG seeded with settings.seed + seed_offset, so the same seed
-        gives the same output and the caller's global RNG is untouched.
+        gives the same output and the caller's global RNG is untouched. With a `logprobs` list,
+        each continuation's mean log-probability under the model (before any steering or
+        penalties) is appended to it: a fluency score for reranking.
         """
         n = n or settings.num_return_sequences
         ids = torch.tensor([input_ids] * n, device=self.device)  # n rows: sampled or greedy alike
         kwargs = {**self.hf_kwargs(settings), **self.hf_extra, **hf}
+        if logprobs is not None:
+            kwargs.update(output_logits=True, return_dict_in_generate=True)
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with self._lock, torch.random.fork_rng(devices=devices), torch.inference_mode():
             was_training = self.model.training
@@ -181,11 +196,19 @@ class Generator:
                 out = self.model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
             finally:
                 self.model.train(was_training)
+        sequences = out.sequences if logprobs is not None else out
+        new = sequences[:, ids.shape[1]:]
         eos = set(self.eos_ids())
         results = []
-        for row in out[:, ids.shape[1]:].tolist():
+        for row in new.tolist():
             cut = next((i for i, t in enumerate(row) if t in eos), len(row))  # stop at end of document
             results.append(row[:cut])
+        if logprobs is not None:
+            steps = torch.stack(out.logits, 1).float().log_softmax(-1)  # [n, new, vocab], raw model logits
+            chosen = steps.gather(-1, new[:, : steps.shape[1], None]).squeeze(-1)
+            for r, row in enumerate(results):
+                k = max(1, len(row))
+                logprobs.append(chosen[r, :k].mean().item())
         return results
 
     def complete(self, prefix: str, settings: GenerationConfig, n: int | None = None, **hf: Any) -> list[str]:
@@ -202,8 +225,11 @@ class Generator:
         if settings.temperature <= 0:
             settings.temperature = 0.8  # candidates must differ
         stop = hf.pop("stopping_criteria", None) or [NewlineStop(self.tokenizer)]
-        texts = self.complete(prefix, settings, n, stopping_criteria=stop, **hf)
-        return [t.split("\n", 1)[0] for t in texts]
+        ids = self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
+        scores: list[float] = []
+        rows = self.complete_ids(ids, settings, n, logprobs=scores, stopping_criteria=stop, **hf)
+        return [Line(self.tokenizer.decode(r, skip_special_tokens=True).split("\n", 1)[0], lp)
+                for r, lp in zip(rows, scores, strict=True)]
 
     def stream_text(self, prefix: str, settings: GenerationConfig, **hf: Any) -> Iterator[str]:
         """Stream one continuation of `prefix` as decoded text chunks.

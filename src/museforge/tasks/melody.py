@@ -101,7 +101,7 @@ def encode_pieces(pieces, tokenizer, augment: bool = False, seed: int = 0) -> tu
                 shifted = score.shift_pitch(random.Random(f"{seed}/{path.name}").choice(shifts))
                 try:
                     docs.append(encode(shifted, tokenizer))
-                except Exception:  # noqa: BLE001, S112 - the original is kept either way
+                except Exception:  # noqa: BLE001 - the original is kept either way
                     pass
     return docs, skipped, programs
 
@@ -171,7 +171,7 @@ class MelodyTask(Task):
     def prompt_ids(self, gen: Generator, key=None, tempo=None, time_signature=None, bars: int = 16,
                    instrument=None, primer=None, density=None) -> tuple[list[int], list[int], dict[str, Any]]:
         """(context ids the model continues, primer body ids not in the context, resolved request)."""
-        from museforge.music.tokenizer import conditioning_prefix, parse_key
+        from museforge.music.tokenizer import conditioning_prefix, key_name, parse_key
 
         tok = gen.tokenizer
         if not isinstance(bars, int) or isinstance(bars, bool) or not 1 <= bars <= MAX_BARS:
@@ -193,8 +193,6 @@ class MelodyTask(Task):
             prefix = conditioning_prefix(request["key"], request["tempo"], request["time_signature"],
                                          self._model_program(gen, request["program"]), density)
             context, hidden = [tok.vocab[t] for t in prefix], []
-        from museforge.music.tokenizer import key_name
-
         request["key"] = key_name(*parse_key(request["key"]))
         return context, hidden, {**request, "bars": bars, "density": density}
 
@@ -227,8 +225,9 @@ class MelodyTask(Task):
             (old, _), (new, _) = parse_key(estimate_key(score)), parse_key(key)
             shift = (new - old) % 12
             score = score.shift_pitch(shift - 12 if shift > 6 else shift)
+        program = next((t.program for t in score.tracks if not t.is_drum), 0) if program is None else program
         try:
-            ids = encode(score, tok, program=None if program is None else self._model_program(gen, program))[:-1]
+            ids = encode(score, tok, program=self._model_program(gen, program))[:-1]
         except ValueError as e:
             raise ValueError(f"primer {primer}: {e}") from None
         tokens = [tok[i] for i in ids]
@@ -246,7 +245,7 @@ class MelodyTask(Task):
         request = {"key": prefix_tokens[1].split("_", 1)[1].replace("-", " "),
                    "tempo": int(round(float(prefix_tokens[2].split("_", 1)[1]))),
                    "time_signature": prefix_tokens[3].split("_", 1)[1],
-                   "program": program if program is not None else int(score.tracks[0].program) if score.tracks else 0,
+                   "program": int(program),
                    "primer": str(primer), "primer_bars": len(bar_starts), "context_bars": len(bar_starts) - bar_starts.index(cut)}
         return prefix + body[cut:], body[:cut], request
 
@@ -307,13 +306,16 @@ class MelodyTask(Task):
 
 
 def evaluate_melody(model: Any = "default", data: str = "", markov_n: int = 3, train_data: str | None = None,
-                    block_size: int | None = None, batch_size: int = 8) -> dict[str, Any]:
+                    block_size: int | None = None, batch_size: int = 8, samples: int = 0, bars: int = 16) -> dict[str, Any]:
     """Held-out loss/perplexity of a melody model on MIDI data next to a Markov n-gram baseline.
 
     `data` is a MIDI file/folder or corpus name. When it is the model's own training data (as
     recorded in its museforge.json) only that run's validation split is scored. The baseline is
     fitted on the model's training documents (or on `train_data`), packed the same way, and
     scored on exactly the tokens the model predicts, with the same context each token can see.
+    With `samples`, the model also writes that many `bars`-bar melodies, each conditioned on a
+    scored piece's key, tempo and time signature, and their music statistics are compared with
+    those pieces' first `bars` bars (`music_statistics`: means and distribution overlap).
     """
     import torch
 
@@ -355,6 +357,8 @@ def evaluate_melody(model: Any = "default", data: str = "", markov_n: int = 3, t
                               "pieces": len(docs), "tokens": count, "block_size": block_size,
                               "loss": round(loss, 4), "perplexity": round(math.exp(min(loss, 50)), 3)}
 
+    if samples:
+        report["music_statistics"] = _compare_samples(gen, docs, samples, bars)
     train_spec = train_data or (cfg.data.path if cfg else None)
     if not train_spec:
         report["markov"] = "no training data recorded: pass train_data to fit the baseline"
@@ -387,3 +391,21 @@ def markov_loss(markov, blocks: list[dict[str, list[int]]]) -> float:
             total -= markov.log_prob(hist, ids[t])
             count += 1
     return total / max(count, 1)
+
+
+def _compare_samples(gen: Generator, docs: list[list[int]], n: int, bars: int) -> dict[str, Any]:
+    from museforge.music.melody import finish_melody
+    from museforge.music.metrics import compare_sets
+    from museforge.music.tokenizer import decode
+
+    tok, generated, reference = gen.tokenizer, [], []
+    for doc in docs:
+        score = finish_melody(decode(doc, tok), bars)
+        if score.note_num():
+            reference.append(score)
+    for i in range(n):
+        prefix = [tok[t].split("_", 1)[1] for t in docs[i % len(docs)][1:4]]
+        m = gen.generate(key=prefix[0].replace("-", " "), tempo=round(float(prefix[1])), time_signature=prefix[2],
+                         bars=bars, seed=i)
+        generated.append(m.score)
+    return compare_sets(generated, reference)

@@ -46,7 +46,8 @@ SampleLines = Callable[..., list[str]]
 """`sample_lines(prefix, n, **sampling) -> list[str]`: n continuations of `prefix`, each up to
 (not including) its first newline. Accepts `logits_processor=[...]`."""
 
-NEAR_DUPLICATE = 0.8  # word-sequence similarity above which a line counts as a repeat
+NEAR_DUPLICATE = 0.8
+FLUENCY_WEIGHT = 1.0  # per nat of mean token log-probability (candidates differ by ~0.5-2 nats)  # word-sequence similarity above which a line counts as a repeat
 _JUNK = re.compile(r"[\[\]{}<>|@#*_=~^\\]|https?:|www\.")
 
 
@@ -325,13 +326,17 @@ def compose(
             repaired = False
             for rounds in range(1, budget + 1):
                 stem = _stem(best) if rounds % 2 == 0 and best_unmet == ["rhyme"] else ""
-                drawn = [" ".join((stem + text).split()) for text in draw(context + stem, end_rule)]
+                texts = draw(context + stem, end_rule)
+                # mean token log-probability, when the sampler provides it: prefer fluent lines
+                fluency = [getattr(text, "logprob", 0.0) for text in texts]
+                drawn = [" ".join((stem + text).split()) for text in texts]
                 samples += len(drawn)
                 pool = [end_word(line) for line in drawn]
-                for line in drawn:
+                for line, lp in zip(drawn, fluency, strict=True):
                     soft, unmet = score_line(
                         line, goal.target, goal.anchor, goal.avoid, goal.earlier, level
                     )
+                    soft += FLUENCY_WEIGHT * lp
                     if goal.opens:  # others must rhyme with this line: prefer an easy rhyme
                         soft += _rhymability(end_word(line), pool, level, vocab_set, tokenizer)
                     if (-len(unmet), soft) > best_key:
