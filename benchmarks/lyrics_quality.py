@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> dict:
             m.update(seconds=time.perf_counter() - t0, unmet=unmet)
             per_row[row].append(m)
             samples.setdefault(row, text)
+            partial = {"benchmark": "lyric craft (partial)", "table": [summarize(r, rs) for r, rs in per_row.items()]}
+            Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(a.out).write_text(json.dumps(partial, indent=2))  # survives an interrupted run
             print(f"{row} {i + 1}/{a.n}: rhyme {m.get('rhyme_adherence')}, syl dev {m.get('syllable_dev_mean')}, "
                   f"{m['seconds']:.1f}s", file=sys.stderr, flush=True)
     table = [summarize(r, rows) for r, rows in per_row.items()]

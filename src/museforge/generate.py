@@ -16,6 +16,7 @@ import dataclasses
 import random
 import threading
 import time
+from pathlib import Path
 from collections.abc import Generator as Generator_
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -101,7 +102,9 @@ class Generator:
                 raise ValueError("style= selects a shipped adapter on the default model: drop --model, or drop --style")
             model = str(style_path(t.name, style))
         lm, source = load_model(model, t.name, dtype=dtype, device=device)
-        tokenizer = t.load_tokenizer(source["adapter"] or source["path"])
+        own = source["adapter"] and any((Path(source["adapter"]) / f).is_file()
+                                        for f in ("tokenizer_config.json", "tokenizer.json"))
+        tokenizer = t.load_tokenizer(source["adapter"] if own else source["path"])
         if style:
             source["style"] = style
         return cls(t, lm, tokenizer, source, {"style": style} if style and "style" in t.options else None)
