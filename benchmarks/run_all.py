@@ -1,0 +1,101 @@
+"""Every speed benchmark in one command: JSON + a markdown table in benchmarks/results/.
+
+    python benchmarks/run_all.py              # or: make bench
+    python benchmarks/run_all.py --quick      # fewer repeats/steps, for a smoke run
+
+1. generation: museforge Generator vs plain `model.generate` (benchmarks/gen_speed.py)
+2. fine-tuning: museforge loop vs transformers Trainer, LoRA and full (benchmarks/train_speed.py)
+3. melody: seconds per 16-bar melody with the shipped model
+4. start-up: cold process -> first output, for text and for melody
+Shared machines are noisy: read the ratios measured side by side, not the absolutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+PY = sys.executable
+
+
+def cold_start(code: str, repeats: int) -> dict:
+    """Seconds from process start to first output (import + model load + one short generation)."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run([PY, "-c", code], check=True, capture_output=True,
+                       env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"})
+        times.append(time.perf_counter() - t0)
+    return {"median_s": round(statistics.median(times), 2), "min_s": round(min(times), 2), "max_s": round(max(times), 2)}
+
+
+def melody_speed(repeats: int) -> dict:
+    from museforge.generate import load_generator
+
+    gen = load_generator("melody")
+    gen.generate(bars=4, seed=0)  # warm-up
+    times = []
+    for seed in range(repeats):
+        t0 = time.perf_counter()
+        gen.generate(bars=16, seed=seed, key="D minor", tempo=96)
+        times.append(time.perf_counter() - t0)
+    return {"seconds_per_16_bars": round(statistics.median(times), 2), "min_s": round(min(times), 2),
+            "max_s": round(max(times), 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--skip", default="", help="comma list of: gen,train,melody,startup")
+    a = ap.parse_args()
+    skip = set(filter(None, a.skip.split(",")))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    report: dict = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": os.uname().nodename}
+    reps = 1 if a.quick else 3
+    if "gen" not in skip:
+        from gen_speed import main as gen_main
+
+        report["generation"] = gen_main(["--repeats", str(reps), "--out", str(RESULTS / "gen_speed.json")])
+    if "train" not in skip:
+        from train_speed import main as train_main
+
+        steps = "6" if a.quick else "12"
+        report["fine_tuning"] = [train_main(["--setting", s, "--steps", steps, "--repeats", str(max(1, reps - 1)),
+                                             "--out", str(RESULTS / f"train_speed_{s}.json")]) for s in ("lora", "full")]
+    if "melody" not in skip:
+        report["melody"] = melody_speed(3 if a.quick else 10)
+    if "startup" not in skip:
+        report["startup"] = {
+            "text": cold_start("import museforge; museforge.generate_lyrics('rain', seed=1, max_new_tokens=1)", reps),
+            "melody": cold_start("import museforge; museforge.generate('melody', bars=1, seed=1)", reps)}
+    (RESULTS / "all.json").write_text(json.dumps(report, indent=2))
+    lines = ["| benchmark | setting | museforge | baseline | ratio |", "|---|---|---|---|---|"]
+    for row in report.get("generation", {}).get("rows", []):
+        if row["impl"] == "museforge":
+            base = next(r for r in report["generation"]["rows"] if r["impl"] == "plain" and r["batch"] == row["batch"] and r["mode"] == row["mode"])
+            lines.append(f"| generation tok/s | batch {row['batch']} {row['mode']} | {row['tok_s']} [{row['tok_s_min']}-{row['tok_s_max']}] "
+                         f"| {base['tok_s']} [{base['tok_s_min']}-{base['tok_s_max']}] (plain generate) | x{row['ratio_vs_plain']} |")
+    for ft in report.get("fine_tuning", []):
+        ours, trainer = ft["rows"]
+        lines.append(f"| fine-tuning tok/s | {ours['setting']} bf16 {ft['batch']}x{ft['block']} | {ours['tok_s']} [{ours['tok_s_min']}-{ours['tok_s_max']}], "
+                     f"RSS {ours['peak_rss_mb']} MB | {trainer['tok_s']} [{trainer['tok_s_min']}-{trainer['tok_s_max']}], RSS {trainer['peak_rss_mb']} MB (Trainer) "
+                     f"| x{ours['ratio_vs_trainer']} |")
+    if "melody" in report:
+        lines.append(f"| melody | s per 16 bars | {report['melody']['seconds_per_16_bars']} | | |")
+    for k, v in report.get("startup", {}).items():
+        lines.append(f"| start-up to first output | {k} | {v['median_s']} s | | |")
+    (RESULTS / "all.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE))
+    main()
