@@ -51,7 +51,6 @@ def main(argv: list[str] | None = None) -> dict:
     from museforge.text.metrics import text_metrics
 
     gen = load_generator("lyrics", a.model)
-    spec = gen.task.spec(sections=a.sections, rhyme=a.rhyme, syllables=a.syllables)
     per_row: dict[str, list[dict]] = {}
     samples: dict[str, str] = {}
     for row in a.rows.split(","):
@@ -67,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
             else:
                 out = gen.generate(topic, seed=i, sections=a.sections, rhyme=a.rhyme, syllables=a.syllables)
                 text, unmet = out.text, out.metadata["failures"]
-            m = text_metrics(text, form=spec)
+            m = text_metrics(text, rhyme=a.rhyme, syllables=a.syllables, sections=a.sections)
             m.update(seconds=time.perf_counter() - t0, unmet=unmet)
             per_row[row].append(m)
             samples.setdefault(row, text)
