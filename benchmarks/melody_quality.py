@@ -50,17 +50,18 @@ def conditions(n: int) -> list[dict]:
             for i in range(n)]
 
 
-def markov_sample(markov: MarkovModel, tok, prompt: list[int], bars: int, seed: int, max_new: int = 2048) -> list[int]:
-    """Sample the n-gram model under the same grammar and bar limits as the transformer."""
-    grammar = RemiGrammarProcessor(tok, monophonic=True, min_bars=bars, max_bars=bars)
+def markov_sample(markov: MarkovModel, tok, prompt: list[int], bars: int, seed: int, scale_bias: float = 0.0,
+                  max_new: int = 2048) -> list[int]:
+    """Sample the n-gram model under the same grammar, bar limits and key bias as the transformer."""
+    grammar = RemiGrammarProcessor(tok, monophonic=True, min_bars=bars, max_bars=bars, scale_bias=scale_bias)
     rng = np.random.default_rng(seed)
     ids, eos = list(prompt), tok.vocab["EOS_None"]
     for _ in range(max_new):
         counts = markov._context(ids[max(0, len(ids) - markov.n + 1):])
         probs = np.full(markov.vocab_size, markov.k)
         probs[list(counts)] += list(counts.values())
-        allowed = grammar.allowed(torch.tensor([ids]))[0].numpy()
-        probs = probs[: len(allowed)] * allowed
+        scores = grammar(torch.tensor([ids]), torch.from_numpy(np.log(probs[: grammar.vocab_size]))[None])[0]
+        probs = torch.softmax(scores, -1).numpy()
         token = int(rng.choice(len(probs), p=probs / probs.sum()))
         if token == eos:
             break
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
         t = time.perf_counter()
         prompt = [tok.vocab[x] for x in conditioning_prefix(c["key"], c["tempo"], c["time_signature"], 0)]
         try:
-            ids = markov_sample(markov, tok, prompt, args.bars, seed=i)
+            ids = markov_sample(markov, tok, prompt, args.bars, seed=i, scale_bias=gen.task.scale_bias)
             score = finish_melody(decode(prompt + ids, tok), args.bars)
             rows["markov"].append({"decoded": score.note_num() > 0, **judge(score, c["key"], c, args.bars)})
         except Exception as e:  # noqa: BLE001

@@ -57,6 +57,18 @@ def generate_story(premise: str, model: str = "default", style: str = "", **kwar
     return generate("story", premise, model, style, **kwargs)
 
 
+def generate_melody(key: str | None = None, tempo: int | None = None, time_signature: str | None = None,
+                    bars: int = 16, instrument: str | int | None = None, primer: str | None = None,
+                    model: str = "default", **sampling: Any):
+    """A Melody: .save("x.mid"), .audio(), .save_audio(), .piano_roll(), .to_pretty_midi(), .metrics().
+
+    key "D minor", tempo in bpm, time_signature "6/8", bars, instrument (GM name or program
+    0-127), primer (a MIDI file to continue for `bars` more bars); sampling keywords as generate().
+    """
+    return generate("melody", "", model, "", key=key, tempo=tempo, time_signature=time_signature, bars=bars,
+                    instrument=instrument, primer=str(primer) if primer else None, **sampling)
+
+
 def train(config: Any, overrides: list[str] | None = None, **kwargs: Any):
     """Run the training loop; returns the run directory. See museforge.train.train."""
     from museforge.train import train as _train
@@ -72,4 +84,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-__all__ = ["generate", "generate_lyrics", "generate_poem", "generate_story", "load_generator", "train", "TASKS"]
+__all__ = ["generate", "generate_lyrics", "generate_melody", "generate_poem", "generate_story", "load_generator",
+           "train", "TASKS"]

@@ -16,10 +16,10 @@ import dataclasses
 import random
 import threading
 import time
-from pathlib import Path
 from collections.abc import Generator as Generator_
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch

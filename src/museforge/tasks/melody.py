@@ -114,8 +114,10 @@ class MelodyTask(Task):
     # max_new_tokens is only a cap: the grammar ends each sample after the requested bars.
     defaults = {"max_new_tokens": 2048, "temperature": 1.0, "top_p": 0.95, "top_k": 0, "repetition_penalty": 1.0}
     sample_prompts = ("",)
-    scale_bias = 0.0
-    """Logit penalty for out-of-key pitches (0: the key token alone steers; see the benchmark)."""
+    scale_bias = 2.0
+    """Logit penalty for out-of-key pitches. Measured on the shipped model (100 melodies over the
+    24 keys): in-key rate 0.59 at 0 and 0.93 at 2.0, with pitch-class statistics much closer to
+    held-out tunes and no other statistic worse (benchmarks/melody_quality.py --scale-bias)."""
 
     # ---- tokenizer ---------------------------------------------------------------------------
     def load_tokenizer(self, path: str):
