@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", default="")
     args = ap.parse_args(argv)
 
-    from museforge.generate import Generator, load_generator
+    from museforge.generation import Generator, load_generator
 
     gen: Generator = load_generator("lyrics", args.model, dtype=args.dtype)
     model, tok = gen.model, gen.tokenizer

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     a = ap.parse_args(argv)
 
     from museforge.evaluate import markdown_table
-    from museforge.generate import load_generator
+    from museforge.generation import load_generator
     from museforge.text.metrics import text_metrics
 
     gen = load_generator("lyrics", a.model)

@@ -31,7 +31,7 @@ from symusic import Score
 
 from museforge.config import config_from_dict
 from museforge.data import pack
-from museforge.generate import Generator
+from museforge.generation import Generator
 from museforge.models import run_info
 from museforge.music.grammar import RemiGrammarProcessor
 from museforge.music.melody import count_bars, finish_melody

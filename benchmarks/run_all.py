@@ -38,7 +38,7 @@ def cold_start(code: str, repeats: int) -> dict:
 
 
 def melody_speed(repeats: int) -> dict:
-    from museforge.generate import load_generator
+    from museforge.generation import load_generator
 
     gen = load_generator("melody")
     gen.generate(bars=4, seed=0)  # warm-up

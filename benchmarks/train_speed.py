@@ -35,7 +35,7 @@ def overrides(a) -> list[str]:
 
 def run_museforge(a) -> dict:
     from museforge.config import load_config
-    from museforge.train import train
+    from museforge.training import train
 
     out = Path(a.workdir) / f"museforge-{time.time_ns()}"
     cfg = load_config(None, overrides(a) + [f"train.out_dir={out}"])
@@ -54,7 +54,7 @@ def run_trainer(a) -> dict:
     from museforge.data import pack
     from museforge.models import load_model, resolve
     from museforge.tasks import get_task
-    from museforge.train import _wrap_lora, collate
+    from museforge.training import _wrap_lora, collate
 
     cfg = load_config(None, overrides(a))
     task = get_task(cfg.task)

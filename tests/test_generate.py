@@ -4,7 +4,7 @@ import pytest
 import torch
 from tinymodels import tiny_model, tiny_tokenizer
 
-from museforge.generate import Generator
+from museforge.generation import Generator
 
 
 @pytest.fixture(scope="module")
@@ -137,10 +137,20 @@ def test_constrained_song_on_any_causal_lm(gen):
 
 
 def test_poem_forms(gen):
-    from museforge.generate import Generator
+    from museforge.generation import Generator
 
     poem = Generator("poem", gen.model, gen.tokenizer)
     haiku = poem.generate("the sea", form="haiku", seed=1)
     assert len(haiku.text.splitlines()) == 3 and haiku.metadata["form"] == "haiku"
     with pytest.raises(ValueError):
         poem.generate("the sea", form="epic")
+
+
+def test_public_api_functions_survive_submodule_imports():
+    """museforge.generate / museforge.train stay functions after their modules are imported."""
+    import museforge
+    import museforge.generation  # noqa: F401
+    import museforge.training  # noqa: F401
+
+    assert callable(museforge.generate) and callable(museforge.train) and callable(museforge.generate_melody)
+    assert museforge.generate.__module__ == "museforge" and museforge.train.__module__ == "museforge"

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from museforge.config import DataConfig, load_config
 from museforge.data import DataError
-from museforge.generate import Generator
+from museforge.generation import Generator
 from museforge.music.melody import Melody, count_bars, read_provenance
 from museforge.tasks import get_task
 from museforge.tasks.melody import evaluate_melody, parse_instrument
@@ -73,7 +73,7 @@ def run_dir(tmp_path_factory, midi_dir, task, tok) -> Path:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from museforge.train import train
+    from museforge.training import train
 
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=512, n_embd=32, n_layer=2, n_head=2,

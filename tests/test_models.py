@@ -60,7 +60,7 @@ def test_default_model_converts_once_and_generates(tmp_path, monkeypatch):
     path = models.default_text_model()
     assert (path / "model.safetensors").is_file() and "quantization_config" not in (path / "config.json").read_text()
     assert models.default_text_model() == path  # cached: no second conversion
-    from museforge.generate import load_generator
+    from museforge.generation import load_generator
 
     gen = load_generator("lyrics")
     out = gen.generate("rain on a city night", seed=1, max_new_tokens=40)

@@ -8,7 +8,7 @@ from tinymodels import DATA, tiny_model, tiny_tokenizer
 
 from museforge.config import load_config
 from museforge.data import pack
-from museforge.train import collate, train
+from museforge.training import collate, train
 
 BASE = ["task=lyrics", f"data.path={DATA / 'lyrics.txt'}", "data.block_size=64", "data.val_fraction=0.2",
         "train.batch_size=4", "train.lr=3e-3", "train.warmup_steps=2", "train.samples=1",

@@ -23,7 +23,7 @@ _generators: dict[tuple[str, str, str], Any] = {}
 
 def load_generator(task: str = "lyrics", model: str = "default", style: str = "", **kwargs: Any):
     """A Generator for `task` on `model` (Hub id, local dir, run dir or "default")."""
-    from museforge.generate import load_generator as _load
+    from museforge.generation import load_generator as _load
 
     return _load(task, model, style, **kwargs)
 
@@ -70,8 +70,8 @@ def generate_melody(key: str | None = None, tempo: int | None = None, time_signa
 
 
 def train(config: Any, overrides: list[str] | None = None, **kwargs: Any):
-    """Run the training loop; returns the run directory. See museforge.train.train."""
-    from museforge.train import train as _train
+    """Run the training loop; returns the run directory. See museforge.training.train."""
+    from museforge.training import train as _train
 
     return _train(config, overrides, **kwargs)
 

@@ -80,7 +80,7 @@ def generate(
     as_json: Annotated[bool, Opt("--json", help="print outputs with provenance as JSON")] = False,
 ) -> None:
     """Generate lyrics, a poem, a story or a melody."""
-    from museforge.generate import load_generator
+    from museforge.generation import load_generator
 
     kwargs: dict[str, Any] = dict(seed=seed, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                   top_k=top_k, repetition_penalty=repetition_penalty,
@@ -132,7 +132,7 @@ def train(
     resume: Annotated[bool, Opt(help="continue the run in train.out_dir from its last checkpoint")] = False,
 ) -> None:
     """Fine-tune (or train from scratch) with one config; extra args are dotted overrides (train.lr=1e-4)."""
-    from museforge.train import train as run_train
+    from museforge.training import train as run_train
 
     overrides = list(ctx.args) + (["train.resume=true"] if resume else [])
     run = run_train(config, overrides)

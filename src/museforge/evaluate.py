@@ -25,8 +25,8 @@ def perplexity(model: str = "default", task: str = "lyrics", data: str = "", blo
     as in training, so numbers are comparable between a base model and its fine-tunes.
     """
     from museforge.data import pack
-    from museforge.generate import Generator
-    from museforge.train import collate
+    from museforge.generation import Generator
+    from museforge.training import collate
 
     gen = generator or Generator.load(task, model, dtype=dtype)
     cfg = DataConfig(path=data, text_field=text_field, val_fraction=0.0, block_size=block_size)

@@ -4,7 +4,7 @@
     python demos/app.py                 # the same; demos/lyrics.py etc. serve one tab each
 
 Thin wiring over the Python API: `Generator.load(...).stream/generate` for the task tabs and
-`museforge.train.train(cfg, callback=...)` for the Fine-tune tab. Nothing here knows how to
+`museforge.training.train(cfg, callback=...)` for the Fine-tune tab. Nothing here knows how to
 write a song; it turns widgets into keyword arguments and outputs into widgets.
 
 Sharing between users: loaded models (immutable weights) sit in a small LRU owned by the app;
@@ -137,14 +137,14 @@ class ModelCache:
                         while len(self._items) > self.size:
                             self._items.popitem(last=False)
         if getattr(gen.task, "name", task) != task:
-            from museforge.generate import Generator
+            from museforge.generation import Generator
 
             gen = Generator(task, gen.model, gen.tokenizer, gen.source)
         return gen
 
 
 def _default_loader(task: str, model: str, style: str):
-    from museforge.generate import load_generator
+    from museforge.generation import load_generator
 
     return load_generator(task, model, style)
 
@@ -404,7 +404,7 @@ class App:
                 events.put(event)
 
             def work() -> None:
-                from museforge.train import train
+                from museforge.training import train
 
                 try:
                     events.put({"event": "done", "run": str(train(cfg, callback=callback))})
@@ -748,7 +748,7 @@ def build_app(model: str | Path | None = None, melody_model: str | Path | None =
     """The app as gr.Blocks (queue configured). `model`/`melody_model` replace the defaults.
 
     `tabs` picks some of lyrics, poem, story, melody, finetune (all by default); `loader(task, model,
-    style)` builds a Generator (default: museforge.generate.load_generator). Nothing loads until used.
+    style)` builds a Generator (default: museforge.generation.load_generator). Nothing loads until used.
     """
     tabs = list(tabs or TABS)
     unknown = [t for t in tabs if t not in TABS]

@@ -14,7 +14,7 @@ from museforge.config import DataConfig, GenerationConfig
 from museforge.data import load_documents, split_documents
 
 if TYPE_CHECKING:
-    from museforge.generate import Generator, Output
+    from museforge.generation import Generator, Output
 
 
 class Task:

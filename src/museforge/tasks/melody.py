@@ -26,7 +26,7 @@ from museforge.data import DataError
 from museforge.tasks.base import Task
 
 if TYPE_CHECKING:
-    from museforge.generate import Generator
+    from museforge.generation import Generator
     from museforge.music.melody import Melody
 
 DEFAULT_KEY, DEFAULT_TEMPO, DEFAULT_TIME_SIGNATURE = "C major", 120, "4/4"
@@ -323,10 +323,10 @@ def evaluate_melody(model: Any = "default", data: str = "", markov_n: int = 3, t
 
     from museforge.config import config_from_dict
     from museforge.data import pack
-    from museforge.generate import Generator
+    from museforge.generation import Generator
     from museforge.models import run_info
     from museforge.music.metrics import MarkovModel
-    from museforge.train import collate
+    from museforge.training import collate
 
     gen = model if not isinstance(model, str) else Generator.load("melody", model, dtype="float32")
     task: MelodyTask = gen.task

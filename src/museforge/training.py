@@ -298,7 +298,7 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, model
         # (synced_gpus); otherwise only the main process samples.
         if not task.sample_prompts or not t.samples or not (main or zero3):
             return
-        from museforge.generate import Generator
+        from museforge.generation import Generator
 
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.eval()
