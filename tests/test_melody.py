@@ -273,3 +273,15 @@ def test_shipped_model_generates_a_playable_file(tmp_path):
     assert score.note_num() >= 6
     audio, _ = m.audio(sample_rate=8000)
     assert abs(audio).max() > 0.05
+
+
+def test_cli_music_statistics_of_a_set_against_a_reference(midi_dir):
+    from museforge.cli import app
+
+    r = CliRunner().invoke(app, ["eval", "--task", "melody", "--midi", str(midi_dir), "--reference", str(midi_dir)])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    stats = report["music_statistics"]
+    assert {"pitch_range", "pitch_class_entropy", "scale_consistency", "groove_consistency"} <= set(stats)
+    assert all(v["overlap"] > 0.99 for v in stats.values())  # a set against itself overlaps fully
+    assert report["files"]["midi"] == report["files"]["reference"] > 0

@@ -149,6 +149,9 @@ def evaluate(
     syllables: Annotated[str | None, Opt()] = None,
     sections: Annotated[str | None, Opt()] = None,
     training: Annotated[Path | None, Opt(help="training text for the copy check")] = None,
+    midi: Annotated[str | None, Opt(help="melody: a set of MIDI files (folder) whose music statistics to report")] = None,
+    reference: Annotated[str | None, Opt(help="melody: the reference set (folder or corpus) to compare --midi with")] = None,
+    samples: Annotated[int, Opt(help="melody: also generate N melodies and compare them with the --data pieces")] = 0,
     text_field: Annotated[str, Opt()] = "text",
     block_size: Annotated[int, Opt()] = 512,
     table: Annotated[bool, Opt(help="print a markdown table instead of JSON")] = False,
@@ -156,18 +159,28 @@ def evaluate(
     """Held-out loss/perplexity of a model, and/or quality metrics of a text."""
     from museforge.evaluate import markdown_table
 
-    if not data and not text:
-        raise UserError("give --data FILE (perplexity of the model) and/or --text FILE (metrics of a text)")
+    if not data and not text and not midi:
+        raise UserError("give --data FILE (perplexity of the model), --text FILE (metrics of a text) "
+                        "or --midi FOLDER --reference FOLDER (music statistics)")
     report: dict[str, Any] = {}
     if data:
         if task == "melody":
             from museforge.tasks.melody import evaluate_melody
 
-            report.update(evaluate_melody(model, data))
+            report.update(evaluate_melody(model, data, samples=samples))
         else:
             from museforge.evaluate import perplexity
 
             report.update(perplexity(model, task, data, block_size=block_size, text_field=text_field))
+    if midi:
+        from museforge.music.corpus import load_midi_files
+        from museforge.music.metrics import compare_sets
+
+        if not reference:
+            raise UserError("--midi needs --reference FOLDER_OR_CORPUS to compare with")
+        generated, reference_set = load_midi_files(midi)[0], load_midi_files(reference)[0]
+        report["music_statistics"] = compare_sets([s for _, s in generated], [s for _, s in reference_set])
+        report["files"] = {"midi": len(generated), "reference": len(reference_set)}
     if text:
         from museforge.evaluate import text_report
 
