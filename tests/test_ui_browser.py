@@ -28,6 +28,7 @@ pytestmark = [
 ]
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package (the dev extra)")
 expect = sync_api.expect
+expect.set_options(timeout=30_000)  # a busy 2-core CI machine: assertions wait like page actions do
 
 
 @pytest.fixture(scope="module")

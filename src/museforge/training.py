@@ -153,6 +153,12 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, model
     # step_scheduler_with_optimizer=False: max_steps counts global optimizer steps, so the
     # schedule advances once per step whatever the process count (accelerate's default would
     # advance it num_processes times and make 2 processes diverge from 1).
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        # accelerate keeps one global state per process; a second run in the same process (the
+        # app's Fine-tune tab, a notebook) with another precision would be refused without this.
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=precision,
                               gradient_accumulation_steps=t.grad_accum, step_scheduler_with_optimizer=False)
     main = accelerator.is_main_process
