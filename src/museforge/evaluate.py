@@ -17,20 +17,11 @@ from museforge.config import DataConfig
 
 
 @torch.no_grad()
-def perplexity(model: str = "default", task: str = "lyrics", data: str = "", block_size: int = 512,
-               batch_size: int = 4, text_field: str = "text", dtype: str = "float32", generator=None) -> dict[str, Any]:
-    """Token-level loss and perplexity of `model` on every document of `data` (no split).
-
-    Documents are packed into `block_size` windows with cross-document attention masked, exactly
-    as in training, so numbers are comparable between a base model and its fine-tunes.
-    """
+def token_loss(gen, docs: list[list[int]], block_size: int, batch_size: int = 4) -> tuple[float, int]:
+    """Mean next-token loss of gen.model over token documents, packed and masked as in training."""
     from museforge.data import pack
-    from museforge.generation import Generator
     from museforge.training import collate
 
-    gen = generator or Generator.load(task, model, dtype=dtype)
-    cfg = DataConfig(path=data, text_field=text_field, val_fraction=0.0, block_size=block_size)
-    docs, _, info = gen.task.build_datasets(cfg, gen.tokenizer)
     blocks = pack(docs, block_size, gen.task.special_ids(gen.tokenizer)["pad_token_id"])
     total, count = 0.0, 0
     for i in range(0, len(blocks), batch_size):
@@ -38,7 +29,23 @@ def perplexity(model: str = "default", task: str = "lyrics", data: str = "", blo
         n = int((batch["labels"][:, 1:] != -100).sum())
         total += gen.model(**batch).loss.float().item() * n
         count += n
-    loss = total / max(count, 1)
+    return total / max(count, 1), count
+
+
+@torch.no_grad()
+def perplexity(model: str = "default", task: str = "lyrics", data: str = "", block_size: int = 512,
+               batch_size: int = 4, text_field: str = "text", dtype: str = "float32", generator=None) -> dict[str, Any]:
+    """Token-level loss and perplexity of `model` on every document of `data` (no split).
+
+    Documents are packed into `block_size` windows with cross-document attention masked, exactly
+    as in training, so numbers are comparable between a base model and its fine-tunes.
+    """
+    from museforge.generation import Generator
+
+    gen = generator or Generator.load(task, model, dtype=dtype)
+    cfg = DataConfig(path=data, text_field=text_field, val_fraction=0.0, block_size=block_size)
+    docs, _, info = gen.task.build_datasets(cfg, gen.tokenizer)
+    loss, count = token_loss(gen, docs, block_size, batch_size)
     return {"model": gen.source.get("model"), "adapter": gen.source.get("adapter"), "task": gen.task.name,
             "data": data, "documents": info["documents"]["train"], "tokens": count, "loss": round(loss, 4),
             "perplexity": round(math.exp(min(loss, 50)), 3)}

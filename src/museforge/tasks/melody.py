@@ -319,14 +319,13 @@ def evaluate_melody(model: Any = "default", data: str = "", markov_n: int = 3, t
     scored piece's key, tempo and time signature, and their music statistics are compared with
     those pieces' first `bars` bars (`music_statistics`: means and distribution overlap).
     """
-    import torch
 
     from museforge.config import config_from_dict
     from museforge.data import pack
+    from museforge.evaluate import token_loss
     from museforge.generation import Generator
     from museforge.models import run_info
     from museforge.music.metrics import MarkovModel
-    from museforge.training import collate
 
     gen = model if not isinstance(model, str) else Generator.load("melody", model, dtype="float32")
     task: MelodyTask = gen.task
@@ -346,15 +345,7 @@ def evaluate_melody(model: Any = "default", data: str = "", markov_n: int = 3, t
     if not docs:
         raise DataError(f"{data}: no pieces to score")
     blocks = pack(docs, block_size, pad)
-
-    total, count = 0.0, 0
-    with torch.inference_mode():
-        for i in range(0, len(blocks), batch_size):
-            batch = {k: v.to(gen.device) for k, v in collate(blocks[i:i + batch_size]).items()}
-            n = int((batch["labels"][:, 1:] != -100).sum())
-            total += gen.model(**batch).loss.float().item() * n
-            count += n
-    loss = total / max(count, 1)
+    loss, count = token_loss(gen, docs, block_size, batch_size)
     report: dict[str, Any] = {"model": gen.source.get("model"), "task": "melody", "data": data, "scored": scored,
                               "pieces": len(docs), "tokens": count, "block_size": block_size,
                               "loss": round(loss, 4), "perplexity": round(math.exp(min(loss, 50)), 3)}
