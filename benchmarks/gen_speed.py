@@ -52,12 +52,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--quantize", default="", help="also time museforge with quantize=int8 (opt-in, not identical)")
     ap.add_argument("--out", default="")
     args = ap.parse_args(argv)
 
     from museforge.generation import Generator, load_generator
 
     gen: Generator = load_generator("lyrics", args.model, dtype=args.dtype)
+    qgen = load_generator("lyrics", args.model, quantize=args.quantize) if args.quantize else None
     model, tok = gen.model, gen.tokenizer
     prefix = gen.task.render(tok, PROMPT)
     ids = tok(prefix, add_special_tokens=False)["input_ids"]
@@ -80,11 +82,15 @@ def main(argv: list[str] | None = None) -> dict:
             def ours(streamer, batch=batch, settings=settings):
                 return gen.complete_ids(ids, settings, n=batch, min_new_tokens=args.new_tokens, streamer=streamer)
 
-            times: dict[str, list[float]] = {"plain": [], "museforge": []}
-            ttft: dict[str, list[float]] = {"plain": [], "museforge": []}
+            def quantized(streamer, batch=batch, settings=settings):
+                return qgen.complete_ids(ids, settings, n=batch, min_new_tokens=args.new_tokens, streamer=streamer)
+
+            impls = [("plain", plain), ("museforge", ours)] + ([(f"museforge-{args.quantize}", quantized)] if qgen else [])
+            times: dict[str, list[float]] = {name: [] for name, _ in impls}
+            ttft: dict[str, list[float]] = {name: [] for name, _ in impls}
             outputs = {}
             for r in range(args.repeats + 1):  # the first round warms up both
-                for name, fn in (("plain", plain), ("museforge", ours)):
+                for name, fn in impls:
                     s = FirstToken()
                     t0 = time.perf_counter()
                     outputs[name] = fn(s if batch == 1 else None)
@@ -95,15 +101,15 @@ def main(argv: list[str] | None = None) -> dict:
                             ttft[name].append(s.first - t0)
             if mode == "greedy":
                 checks[f"batch{batch}"] = outputs["plain"][0][: args.new_tokens] == outputs["museforge"][0][: args.new_tokens]
-            for name in ("plain", "museforge"):
+            plain_speed = statistics.median(times["plain"])
+            for name, _ in impls:
                 rows.append({"batch": batch, "mode": mode, "impl": name,
                              "tok_s": round(statistics.median(times[name]), 2),
                              "tok_s_min": round(min(times[name]), 2), "tok_s_max": round(max(times[name]), 2),
-                             "ttft_s": round(statistics.median(ttft[name]), 3) if ttft[name] else None})
-            ratio = rows[-1]["tok_s"] / rows[-2]["tok_s"]
-            rows[-1]["ratio_vs_plain"] = round(ratio, 3)
-            print(f"batch {batch} {mode}: plain {rows[-2]['tok_s']} tok/s, museforge {rows[-1]['tok_s']} tok/s "
-                  f"(x{ratio:.2f})", file=sys.stderr, flush=True)
+                             "ttft_s": round(statistics.median(ttft[name]), 3) if ttft[name] else None,
+                             "ratio_vs_plain": round(statistics.median(times[name]) / plain_speed, 3)})
+            print(f"batch {batch} {mode}: " + ", ".join(f"{r['impl']} {r['tok_s']} tok/s (x{r['ratio_vs_plain']})"
+                                                       for r in rows[-len(impls):]), file=sys.stderr, flush=True)
     result = {"benchmark": "generation", "model": args.model, "device": str(gen.device),
               "device_name": torch.cuda.get_device_name() if gen.device.type == "cuda" else "cpu",
               "dtype": str(next(model.parameters()).dtype), "threads": torch.get_num_threads(),

@@ -154,3 +154,24 @@ def test_public_api_functions_survive_submodule_imports():
 
     assert callable(museforge.generate) and callable(museforge.train) and callable(museforge.generate_melody)
     assert museforge.generate.__module__ == "museforge" and museforge.train.__module__ == "museforge"
+
+
+def test_int8_weights_stay_close_to_bf16(tmp_path):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from museforge.quantize import Int8Linear, quantize_int8
+
+    tok = tiny_tokenizer()
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)).eval()
+    ids = torch.tensor([tok("rain on a city night")["input_ids"]])
+    with torch.no_grad():
+        ref = model.to(torch.bfloat16)(ids).logits.float()
+        q = quantize_int8(model)
+        got = q(ids).logits.float()
+    assert isinstance(q.lm_head, Int8Linear) and isinstance(q.model.layers[0].mlp.down_proj, Int8Linear)
+    assert torch.nn.functional.cosine_similarity(ref.flatten(), got.flatten(), dim=0) > 0.99
+    out = Generator("lyrics", q, tok).generate("rain", seed=1, max_new_tokens=8)
+    assert out.provenance["dtype"] == "torch.bfloat16"

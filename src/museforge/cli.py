@@ -77,6 +77,7 @@ def generate(
     out: Annotated[Path | None, Opt(help="melody: write the .mid here")] = None,
     wav: Annotated[Path | None, Opt(help="melody: also render audio to this .wav")] = None,
     png: Annotated[Path | None, Opt(help="melody: also draw the piano roll to this .png")] = None,
+    quantize: Annotated[str, Opt(help="int8: int8 weights for faster CPU decoding (opt-in; outputs change slightly)")] = "",
     as_json: Annotated[bool, Opt("--json", help="print outputs with provenance as JSON")] = False,
 ) -> None:
     """Generate lyrics, a poem, a story or a melody."""
@@ -91,7 +92,8 @@ def generate(
     kwargs.update({k: v for k, v in task_opts.items() if v is not None})
     if task != "melody" and not prompt.strip():
         raise UserError(f"give a prompt: museforge generate {task} \"a topic\"")
-    gen = load_generator(task, model, style if task == "melody" or _is_shipped_style(task, style) else "")
+    gen = load_generator(task, model, style if task == "melody" or _is_shipped_style(task, style) else "",
+                         quantize=quantize)
     if style and not _is_shipped_style(task, style) and "style" in gen.task.options:
         kwargs["style"] = style
     result = gen.generate(prompt, **kwargs)

@@ -89,10 +89,12 @@ class Generator:
 
     @classmethod
     def load(cls, task: str = "lyrics", model: str = "default", style: str = "", dtype: str = "auto",
-             device: str | None = None) -> Generator:
+             device: str | None = None, quantize: str = "") -> Generator:
         """Load a model by name (Hub id, local dir, museforge run dir or "default") for `task`.
 
-        `style` picks a shipped LoRA style adapter (e.g. "hymn") on the default model.
+        `style` picks a shipped LoRA style adapter (e.g. "hymn") on the default model;
+        `quantize="int8"` stores Linear weights as int8 for faster CPU decoding (opt-in: outputs
+        change slightly, see museforge.quantize).
         """
         t = get_task(task)
         if style:
@@ -102,6 +104,13 @@ class Generator:
                 raise ValueError("style= selects a shipped adapter on the default model: drop --model, or drop --style")
             model = str(style_path(t.name, style))
         lm, source = load_model(model, t.name, dtype=dtype, device=device)
+        if quantize:
+            if quantize != "int8":
+                raise ValueError(f"quantize='{quantize}': the only option is int8")
+            from museforge.quantize import quantize_int8
+
+            lm = quantize_int8(lm)
+            source["quantized"] = "int8"
         own = source["adapter"] and any((Path(source["adapter"]) / f).is_file()
                                         for f in ("tokenizer_config.json", "tokenizer.json"))
         tokenizer = t.load_tokenizer(source["adapter"] if own else source["path"])
@@ -270,6 +279,7 @@ class Generator:
         from museforge import __version__
 
         return {"model": self.source.get("model"), "adapter": self.source.get("adapter"), "style": self.source.get("style"),
+                "quantized": self.source.get("quantized"),
                 "checkpoint": self.source.get("adapter") or self.source.get("path"),
                 "task": self.task.name, "settings": dataclasses.asdict(settings), "options": dict(options or {}),
                 "seed": settings.seed, "device": str(self.device), "dtype": str(next(self.model.parameters()).dtype),
@@ -281,6 +291,6 @@ class Generator:
 
 
 def load_generator(task: str = "lyrics", model: str = "default", style: str = "", dtype: str = "auto",
-                   device: str | None = None) -> Generator:
+                   device: str | None = None, quantize: str = "") -> Generator:
     """Load once, generate many times: `load_generator("poem").generate("the sea", form="haiku")`."""
-    return Generator.load(task, model, style, dtype, device or str(pick_device()))
+    return Generator.load(task, model, style, dtype, device or str(pick_device()), quantize)
