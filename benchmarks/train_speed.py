@@ -117,7 +117,11 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"train_speed: data not found: {a.data} (pass --data)", file=sys.stderr)
         sys.exit(2)
     runs: dict[str, list[dict]] = {"museforge": [], "trainer": []}
-    base = [sys.executable, __file__, *[x for x in (argv or sys.argv[1:]) if not x.startswith("--out")]]
+    given = list(argv if argv is not None else sys.argv[1:])
+    if "--out" in given:  # the children print their result; only the parent writes --out
+        i = given.index("--out")
+        del given[i:i + 2]
+    base = [sys.executable, __file__, *[x for x in given if not x.startswith("--out=")]]
     env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
     for _ in range(a.repeats):
         for impl in ("museforge", "trainer"):
