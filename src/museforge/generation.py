@@ -231,15 +231,15 @@ class Generator:
     def sample_lines(self, prefix: str, n: int, seed: int = 0, max_new_tokens: int = 40, **sampling: Any) -> list[str]:
         """`n` sampled continuations of `prefix`, each cut at its first newline (for line-by-line
         composition). Sampling keywords as in GenerationConfig; logits_processor passes through."""
-        hf = {k: sampling.pop(k) for k in ("logits_processor", "stopping_criteria") if k in sampling}
+        processors = sampling.pop("logits_processor", None)
+        stop = sampling.pop("stopping_criteria", None) or [NewlineStop(self.tokenizer)]
         settings = GenerationConfig(**{**sampling, "max_new_tokens": max_new_tokens, "seed": seed,
                                        "num_return_sequences": n})
         if settings.temperature <= 0:
             settings.temperature = 0.8  # candidates must differ
-        stop = hf.pop("stopping_criteria", None) or [NewlineStop(self.tokenizer)]
         ids = self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
         scores: list[float] = []
-        rows = self.complete_ids(ids, settings, n, logprobs=scores, stopping_criteria=stop, **hf)
+        rows = self.complete_ids(ids, settings, n, logprobs=scores, stopping_criteria=stop, logits_processor=processors)
         return [Line(self.tokenizer.decode(r, skip_special_tokens=True).split("\n", 1)[0], lp)
                 for r, lp in zip(rows, scores, strict=True)]
 

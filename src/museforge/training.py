@@ -149,16 +149,16 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, model
     task = get_task(cfg.task)
     t = cfg.train
     precision = _precision(t.precision)
-    # cpu=True on CPU: without it every CPU process trains alone instead of data-parallel.
-    # step_scheduler_with_optimizer=False: max_steps counts global optimizer steps, so the
-    # schedule advances once per step whatever the process count (accelerate's default would
-    # advance it num_processes times and make 2 processes diverge from 1).
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:
         # accelerate keeps one global state per process; a second run in the same process (the
         # app's Fine-tune tab, a notebook) with another precision would be refused without this.
         from accelerate.state import AcceleratorState
 
         AcceleratorState._reset_state(reset_partial_state=True)
+    # cpu=True on CPU: without it every CPU process trains alone instead of data-parallel.
+    # step_scheduler_with_optimizer=False: max_steps counts global optimizer steps, so the
+    # schedule advances once per step whatever the process count (accelerate's default would
+    # advance it num_processes times and make 2 processes diverge from 1).
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=precision,
                               gradient_accumulation_steps=t.grad_accum, step_scheduler_with_optimizer=False)
     main = accelerator.is_main_process
@@ -409,22 +409,20 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, model
     write_samples()
 
     # The run directory itself is the loadable model: the best weights when kept, else the last.
-    best = out / "best"
-    if not (t.keep_best and best.exists()):
-        export(out / "final")  # every rank: gathering sharded weights is collective
+    source = out / "best"
+    if not (t.keep_best and source.exists()):
+        source = out / "final"
+        export(source)  # every rank: gathering sharded weights is collective
     if main:
-        if t.keep_best and best.exists():
-            for f in best.iterdir():
-                if f.is_file():
-                    shutil.copy2(f, out / f.name)
-            info = json.loads((out / "museforge.json").read_text())
-            info["metrics"] = metrics_summary()
-            info["exported"] = f"best (step {state['best_step']})"
-            (out / "museforge.json").write_text(json.dumps(info, indent=2))
-        else:
-            for f in (out / "final").iterdir():
+        for f in source.iterdir():
+            if f.is_file():
                 shutil.copy2(f, out / f.name)
-            shutil.rmtree(out / "final")
+        info = json.loads((out / "museforge.json").read_text())
+        info["metrics"] = metrics_summary()
+        info["exported"] = f"best (step {state['best_step']})" if source.name == "best" else f"last (step {state['step']})"
+        (out / "museforge.json").write_text(json.dumps(info, indent=2))
+        if source.name == "final":
+            shutil.rmtree(source)
         log.close()
     accelerator.wait_for_everyone()
     accelerator.end_training()
