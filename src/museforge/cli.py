@@ -18,9 +18,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-
-class UserError(Exception):
-    pass
+from museforge.errors import UserError
 
 
 class Group(TyperGroup):
@@ -46,7 +44,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from museforge.data import DataError
     from museforge.models import ModelNotFoundError
 
-    return (UserError, ConfigError, DataError, ModelNotFoundError, ValueError, TypeError, FileNotFoundError)
+    # the run dir is unwritable or its disk full (only training raises it: no torch import otherwise)
+    training = sys.modules.get("museforge.training")
+    run_dir = (training.RunDirError,) if training else ()
+    return (UserError, ConfigError, DataError, ModelNotFoundError, ValueError, TypeError, FileNotFoundError, *run_dir)
 
 
 @app.command()
@@ -134,10 +135,20 @@ def train(
     resume: Annotated[bool, Opt(help="continue the run in train.out_dir from its last checkpoint")] = False,
 ) -> None:
     """Fine-tune (or train from scratch) with one config; extra args are dotted overrides (train.lr=1e-4)."""
+    import shlex
+
+    from museforge.training import TrainingInterrupted
     from museforge.training import train as run_train
 
     overrides = list(ctx.args) + (["train.resume=true"] if resume else [])
-    run = run_train(config, overrides)
+    try:
+        run = run_train(config, overrides)
+    except TrainingInterrupted as e:  # Ctrl-C: a checkpoint was saved; say how to go on
+        kept = [o for o in ctx.args if not o.startswith(("train.out_dir=", "train.resume="))]
+        again = shlex.join(["museforge", "train", str(config), *kept, f"train.out_dir={e.run}", "--resume"])
+        typer.echo(f"museforge: interrupted at step {e.step}; checkpoint saved to {e.checkpoint}; "
+                   f"resume with: {again}", err=True)
+        raise typer.Exit(code=130) from None
     typer.echo(str(run))
 
 

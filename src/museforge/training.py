@@ -18,6 +18,9 @@ import math
 import os
 import platform
 import shutil
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,46 @@ from museforge.models import resolve
 from museforge.tasks import get_task
 
 STATE_FILE = "trainer_state.json"
+
+
+class RunDirError(OSError):
+    """The run directory cannot take the run: not writable, too little space, or a write failed."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped training after a complete step; a checkpoint was saved first."""
+
+    def __init__(self, run: Path, checkpoint: Path, step: int):
+        self.run, self.checkpoint, self.step = run, checkpoint, step
+        super().__init__(f"interrupted at step {step}; checkpoint saved to {checkpoint}; "
+                         f"resume with train.resume=true train.out_dir={run}")
+
+
+class _CtrlC:
+    """While the loop runs, the first SIGINT asks it to stop after the current step and save;
+    a second one (or one outside the loop) interrupts at once. Checkpoints are written atomically,
+    so an immediate interrupt leaves the previous ones intact. Signal handlers belong to the main
+    thread: elsewhere (the app's Fine-tune tab) this does nothing."""
+
+    def __init__(self) -> None:
+        self.armed = self.requested = False
+        self.previous: Any = None
+
+    def __enter__(self) -> _CtrlC:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if not self.armed or self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nmuseforge: stopping after this step to save a checkpoint (Ctrl-C again to quit at once)",
+              file=sys.stderr, flush=True)
 
 
 def collate(blocks: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
@@ -105,17 +148,74 @@ def _wrap_lora(cfg: Config, model):
     return get_peft_model(model, lora)
 
 
-def _atomic_dir(final: Path, write) -> None:
-    """Write a directory via a temporary sibling and a rename: readers never see half of it."""
+def _write_error(e: Exception, final: Path, tmp: Path, need: int) -> RunDirError | None:
+    """After a failed write: remove the half-written dir, and name the cause when it is the disk.
+    A full disk surfaces as OSError, or from torch.save / safetensors as RuntimeError or
+    SafetensorError: anything raised while the disk holds less than `need` counts as full."""
+    free = shutil.disk_usage(tmp.parent).free
+    shutil.rmtree(tmp, ignore_errors=True)
+    if not isinstance(e, OSError) and free >= need:
+        return None  # not the disk: re-raised as it is
+    reason = e.strerror if isinstance(e, OSError) and e.strerror else (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+    return RunDirError(f"could not write {final}: {reason} ({free / 1e6:,.0f} MB free on that disk, about "
+                       f"{need / 1e6:,.0f} MB needed); free space, then resume with train.resume=true")
+
+
+def _atomic_dir(final: Path, write, need: int = 0) -> None:
+    """Write a directory via a temporary sibling and a rename: readers never see half of it.
+    A failed write (disk full) removes the temporary dir and leaves `final` as it was."""
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    write(tmp)
+    try:
+        tmp.mkdir(parents=True)
+        write(tmp)
+    except Exception as e:
+        error = _write_error(e, final, tmp, need)
+        if error is None:
+            raise
+        raise error from e
     old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _tidy(out: Path) -> None:
+    """Undo what a killed run left half done: drop half-written dirs (*.tmp), and finish a swap
+    of _atomic_dir that stopped between its two renames (*.old is the only copy left)."""
+    for parent in (out, out / "checkpoints"):
+        for tmp in parent.glob("*.tmp"):
+            shutil.rmtree(tmp, ignore_errors=True)
+        for old in parent.glob("*.old"):
+            if old.with_suffix("").exists():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.rename(old.with_suffix(""))
+
+
+def _check_run_dir(out: Path, need: int) -> None:
+    """Fail before training, not at the first checkpoint: the run dir (or the nearest existing
+    parent, when it is still to be made) must take a file, and its disk must hold `need` bytes.
+    Nothing is left behind: the probe file is removed and no directory is created here."""
+    where = out
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if not where.is_dir():
+        raise RunDirError(f"train.out_dir={out}: {where} is not a directory")
+    probe = where / f".museforge-write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"museforge")
+    except OSError as e:
+        raise RunDirError(f"train.out_dir={out}: cannot write to {where} ({e.strerror or e}); "
+                          f"choose a writable train.out_dir or fix its permissions") from None
+    finally:
+        probe.unlink(missing_ok=True)
+    free = shutil.disk_usage(where).free
+    if free < need:
+        raise RunDirError(f"train.out_dir={out}: {free / 1e6:,.0f} MB free on that disk, but a checkpoint plus the "
+                          f"exported model need about {need / 1e6:,.0f} MB; free space or choose another train.out_dir")
 
 
 def _versions() -> dict[str, str]:
@@ -139,7 +239,16 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, model
 
     `model` and `tokenizer` may be passed in (tests pass tiny ones); otherwise they come from
     config.model. `callback(event: dict)` receives progress events (the Gradio app draws them).
+    Ctrl-C (SIGINT, main thread) finishes the current step, saves a checkpoint and raises
+    TrainingInterrupted (a KeyboardInterrupt); train.resume=true continues from there.
+    Raises RunDirError when the run dir is not writable or its disk is too full.
     """
+    with _CtrlC() as ctrl_c:
+        return _train(config, overrides, model, tokenizer, callback, ctrl_c)
+
+
+def _train(config: Config | str | Path, overrides: list[str] | None, model, tokenizer, callback,
+           ctrl_c: _CtrlC) -> Path:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
@@ -172,10 +281,10 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, model
         raise ValueError("with several processes set train.out_dir to a fixed path (no {time}) so every rank agrees")
     ckpt_root = out / "checkpoints"
     if main:
-        out.mkdir(parents=True, exist_ok=True)
+        # step-NNNNNN dirs are complete: they are written as step-NNNNNN.tmp and renamed last
         if t.resume and not sorted(ckpt_root.glob("step-*[0-9]")):
             raise ValueError(f"train.resume=true but {ckpt_root} holds no checkpoint")
-        if not t.resume and ckpt_root.exists() and any(ckpt_root.iterdir()):
+        if not t.resume and sorted(ckpt_root.glob("step-*[0-9]")):
             raise ValueError(f"{out} already holds checkpoints: pass train.resume=true to continue, or another train.out_dir")
     accelerator.wait_for_everyone()
 
@@ -205,6 +314,14 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, model
     steps_per_epoch = max(1, len(train_blocks) // global_batch // t.grad_accum)
     max_steps = t.max_steps or max(1, math.ceil(steps_per_epoch * t.epochs))
     trainable = [p for p in model.parameters() if p.requires_grad]
+    # one checkpoint = every weight + AdamW's two moments per trainable weight; plus the export
+    need = sum(p.numel() * p.element_size() for p in model.parameters()) + 3 * sum(
+        p.numel() * p.element_size() for p in trainable)
+    if main:
+        _check_run_dir(out, need)
+        out.mkdir(parents=True, exist_ok=True)
+        _tidy(out)
+    accelerator.wait_for_everyone()
     fused = torch.cuda.is_available() or hasattr(torch._C, "_fused_adamw_")  # fused AdamW on CPU in torch>=2.4
     optimizer = torch.optim.AdamW(trainable, lr=t.lr, weight_decay=t.weight_decay, fused=fused or None)
     scheduler = get_cosine_with_min_lr_schedule_with_warmup(optimizer, min(t.warmup_steps, max_steps // 2),
@@ -264,7 +381,7 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, model
             cfg.save(tmp / "config.yaml")
             (tmp / "museforge.json").write_text(json.dumps({**meta, "metrics": metrics_summary()}, indent=2))
 
-        _atomic_dir(target, write)
+        _atomic_dir(target, write, need)
 
     def metrics_summary() -> dict[str, Any]:
         evals = [h for h in state["history"] if "val_loss" in h]
@@ -280,21 +397,32 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, model
             summary["sample_metrics"] = state["samples"]
         return summary
 
-    def save_checkpoint() -> None:
+    def save_checkpoint() -> Path:
         final = ckpt_root / f"step-{state['step']:06d}"
         tmp = final.with_name(final.name + ".tmp")
         if main:
             shutil.rmtree(tmp, ignore_errors=True)
         accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp))  # every rank: RNG states are per process
-        accelerator.wait_for_everyone()
+        try:
+            accelerator.save_state(str(tmp))  # every rank: RNG states are per process
+            accelerator.wait_for_everyone()
+            if main:
+                (tmp / STATE_FILE).write_text(json.dumps(state))
+                cfg.save(tmp / "config.yaml")  # the resolved config beside every checkpoint
+        except Exception as e:  # disk full: the half-written dir goes, the earlier checkpoints stay
+            error = _write_error(e, final, tmp, need)
+            if error is None:
+                raise
+            kept = sorted(ckpt_root.glob("step-*[0-9]"))
+            raise RunDirError(f"{error}; {f'{kept[-1].name} is kept' if kept else 'no checkpoint was saved yet'}") from e
         if main:
-            (tmp / STATE_FILE).write_text(json.dumps(state))
-            cfg.save(tmp / "config.yaml")  # the resolved config beside every checkpoint
-            tmp.rename(final)
+            tmp.rename(final)  # the commit point: a step-NNNNNN dir is always complete
             for old in sorted(ckpt_root.glob("step-*[0-9]"))[:-2]:  # keep the last two
-                shutil.rmtree(old, ignore_errors=True)
+                doomed = old.with_name(old.name + ".tmp")  # renamed first: never a half-deleted step dir
+                old.rename(doomed)
+                shutil.rmtree(doomed, ignore_errors=True)
         accelerator.wait_for_everyone()
+        return final
 
     ds = accelerator.state.deepspeed_plugin
     zero3 = bool(ds and ds.zero_stage == 3)
@@ -334,7 +462,10 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, model
 
     # The loop
     model.train()
+    ctrl_c.armed = True  # from here Ctrl-C means "save and stop" (see _CtrlC)
     bar = tqdm(total=max_steps, initial=state["step"], desc=f"train {task.name}", disable=not main, dynamic_ncols=True)
+    if main:  # the log holds exactly the steps up to the checkpoint resumed from, not a killed run's later ones
+        (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in state["history"]))
     log = (out / "metrics.jsonl").open("a") if main else None
     t0, tokens_at_t0 = time.perf_counter(), state["tokens"]
     stop = state["step"] >= max_steps
@@ -398,14 +529,24 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, model
             if callback:
                 callback({"event": "step", "max_steps": max_steps, **record})
             stop = stop or state["step"] >= max_steps
-            if state["step"] % t.save_every == 0 or stop:
-                save_checkpoint()
+            if not stop and ctrl_c.requested:
+                accelerator.set_trigger()
+            # every rank must stop at the same step (saving is collective): one scalar all-reduce
+            interrupted = not stop and (accelerator.check_trigger() if accelerator.num_processes > 1
+                                        else ctrl_c.requested)
+            if state["step"] % t.save_every == 0 or stop or interrupted:
+                saved = save_checkpoint()
+            if interrupted:
+                bar.close()
+                log.close() if main else None
+                raise TrainingInterrupted(out, saved, state["step"])
             if stop:
                 break
         else:
             state["epoch"] += 1
             state["batch_in_epoch"] = 0
     bar.close()
+    ctrl_c.armed = False
     write_samples()
 
     # The run directory itself is the loadable model: the best weights when kept, else the last.
