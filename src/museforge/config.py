@@ -11,6 +11,7 @@ The resolved config is saved beside every checkpoint as `config.yaml`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,9 +20,14 @@ from typing import Any
 
 import yaml
 
+from museforge.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError):
     """A config file or override the user has to fix."""
+
+
+MAX_CONFIG_BYTES = 1 << 20  # a recipe is a few hundred bytes; a megabyte is a wrong file
 
 
 @dataclass
@@ -40,6 +46,8 @@ class ModelConfig:
     """Dropout on the LoRA branch."""
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
     """Module names that get LoRA adapters (GPT-2 style models use c_attn)."""
+    trust_remote_code: bool = False
+    """Let a Hub model run its own Python code (modeling files in its repo). Only for models you trust."""
     scratch: dict[str, Any] = field(default_factory=dict)
     """Train a new model from scratch with these transformers config fields (e.g. the melody model:
     {model_type: gpt2, n_layer: 4, n_embd: 256}). Empty = fine-tune `name`."""
@@ -196,7 +204,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 raise ValueError(value)
             return int(float(value)) if isinstance(value, str) else int(value)
         if tp is float:
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError(value)
+            return number
         if tp is str:
             if isinstance(value, bool):  # YAML 1.1 reads a bare no/yes as a boolean
                 return "yes" if value else "no"
@@ -250,13 +261,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Defaults <- YAML file <- keyword sections <- dotted overrides."""
     values: dict[str, Any] = {}
     if path:
-        p = Path(path)
+        p = Path(path).expanduser()
+        if p.is_dir():
+            raise ConfigError(f"{p} is a folder, not a config file: give a YAML file, e.g. configs/tiny.yaml")
         if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
+            raise ConfigError(f"config file not found: {p}: check the path (the recipes are in configs/)")
+        if p.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{p} is {p.stat().st_size // 1024} KB: a config holds a few settings "
+                              f"(at most {MAX_CONFIG_BYTES // 1024} KB); give the YAML file, not data")
         try:
-            loaded = yaml.safe_load(p.read_text()) or {}
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{p}: not UTF-8 text (bad byte at offset {e.start}): give a YAML file saved as UTF-8") from None
         except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: invalid YAML ({str(e).splitlines()[0]})") from None
+            where = getattr(e, "problem_mark", None)
+            at = f" at line {where.line + 1}" if where is not None else ""
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"{p}: invalid YAML{at} ({problem}): fix that line") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p}: expected a mapping of sections (task, model, data, train, generate)")
         values = loaded
@@ -264,7 +285,30 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     values = _merge(values, parse_overrides(overrides or []))
     cfg = Config()
     _apply(cfg, values)
+    _check_ranges(cfg)
     return cfg
+
+
+# (section.key, lowest allowed, highest allowed): values outside are typos, caught before training
+RANGES = [("data.block_size", 8, 1 << 17), ("data.val_fraction", 0, 0.99), ("data.max_documents", 0, None),
+          ("train.lr", 1e-12, 10), ("train.batch_size", 1, 1 << 16), ("train.grad_accum", 1, 1 << 16),
+          ("train.max_steps", 0, None), ("train.epochs", 1e-6, 1e6), ("train.warmup_steps", 0, None),
+          ("train.eval_every", 1, None), ("train.save_every", 1, None), ("train.log_every", 1, None),
+          ("train.samples", 0, 64), ("train.sample_max_new_tokens", 1, 4096), ("train.num_workers", 0, 256),
+          ("model.lora_r", 1, 4096), ("generate.max_new_tokens", 1, 4096), ("generate.temperature", 0, 10)]
+
+
+def _check_ranges(cfg: Config) -> None:
+    from museforge.tasks import TASKS
+
+    if cfg.task not in TASKS:
+        raise ConfigError(f"task: unknown task '{cfg.task}': choose one of {', '.join(TASKS)}")
+    for key, low, high in RANGES:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value < low or (high is not None and value > high):
+            span = f"from {low:g} to {high:g}" if high is not None else f">= {low:g}"
+            raise ConfigError(f"{key}: must be {span}, got {value}")
 
 
 def config_from_dict(values: dict[str, Any]) -> Config:

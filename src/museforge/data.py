@@ -24,11 +24,13 @@ from typing import Any
 
 import datasets
 
+from museforge.errors import UserError
+
 TEXT_SUFFIXES = {".txt", ".md"}
 TABLE_SUFFIXES = {".jsonl", ".json", ".csv"}
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """Training data the user has to fix."""
 
 
@@ -37,7 +39,7 @@ def _files(path: str | Path) -> list[Path]:
     if not str(path):
         raise DataError("no training data given: set data.path=FILE_OR_FOLDER")
     if not p.exists():
-        raise DataError(f"data path not found: {p}")
+        raise DataError(f"data path not found: {p}: check data.path")
     if p.is_file():
         files = [p]
     else:
@@ -55,6 +57,9 @@ def _files(path: str | Path) -> list[Path]:
         except UnicodeDecodeError as e:
             line = raw[: e.start].count(b"\n") + 1
             raise DataError(f"{f}: not UTF-8 text (bad byte at line {line}): re-save it as UTF-8") from None
+        if b"\x00" in raw:  # valid UTF-8 but not text: an image, a binary renamed .txt
+            line = raw[: raw.index(b"\x00")].count(b"\n") + 1
+            raise DataError(f"{f}: a binary file, not text (NUL byte at line {line}): give a .txt, .jsonl or .csv file")
     return files
 
 
@@ -81,20 +86,78 @@ def _split_txt(batch: dict) -> dict:
     return {"text": out}
 
 
-def _table_columns(f: Path) -> list[str]:
+def _records(f: Path) -> list[tuple[int, Any]]:
+    """(line number, record) of a .jsonl/.json file; a broken line is a DataError naming it."""
+    text = f.read_text(encoding="utf-8")
+    if f.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{f}: not valid JSON (line {e.lineno}: {e.msg}): fix that line, or write one "
+                            "object per line in a .jsonl file") from None
+        return [(1, r) for r in (data if isinstance(data, list) else [data])]
+    records = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                records.append((n, json.loads(line)))
+            except (json.JSONDecodeError, RecursionError) as e:
+                reason = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+                raise DataError(f"{f}: line {n} is not valid JSON ({reason}): each line must be one object, "
+                                'e.g. {"text": "..."}') from None
+    return records
+
+
+def _is_text(value: Any) -> bool:
+    return value is None or isinstance(value, str) or (isinstance(value, list) and all(_is_text(v) for v in value))
+
+
+def _table_columns(f: Path, text_field: str = "text") -> list[str]:
+    """Read every row of a .jsonl/.json/.csv before datasets does: a missing field, a broken line or
+    a wrong type is named here (file and line), instead of deep inside pyarrow."""
+    fix = "set data.text_field=<one of them>"
     if f.suffix.lower() == ".csv":
         with f.open(encoding="utf-8", newline="") as fh:
-            return next(csv.reader(fh), [])
-    text = f.read_text(encoding="utf-8").lstrip()
-    try:
-        first = json.loads(text) if f.suffix.lower() == ".json" else json.loads(text.splitlines()[0])
-    except (json.JSONDecodeError, IndexError) as e:
-        raise DataError(f"{f}: not valid JSON{' lines' if f.suffix == '.jsonl' else ''} ({e})") from None
-    if isinstance(first, list):
-        first = first[0] if first else {}
-    if not isinstance(first, dict):
-        raise DataError(f"{f}: each record must be a JSON object with a text field")
-    return list(first)
+            rows = csv.reader(fh)
+            try:
+                columns = next(rows, [])
+                if text_field not in columns:
+                    raise DataError(f"{f}: no field '{text_field}' (fields: {', '.join(columns) or 'none'}); {fix}")
+                for row in rows:
+                    if len(row) > len(columns):
+                        raise DataError(f"{f}: line {rows.line_num} has {len(row)} fields but the header has "
+                                        f"{len(columns)}: quote fields that contain commas")
+            except csv.Error as e:
+                raise DataError(f"{f}: line {rows.line_num} is not valid CSV ({e}): fix or remove that line") from None
+        if len(set(columns)) < len(columns) or not all(c.strip() for c in columns):
+            raise DataError(f"{f}: the header needs distinct, non-empty names, got {', '.join(columns)}")
+        return columns
+    records = _records(f)
+    columns: list[str] = []
+    for n, r in records:
+        where = f"{f}: line {n}" if f.suffix.lower() == ".jsonl" else f"{f}"
+        if not isinstance(r, dict):
+            raise DataError(f"{where}: each record must be a JSON object with a '{text_field}' field")
+        if text_field not in r:
+            raise DataError(f"{where}: no field '{text_field}' (fields: {', '.join(r) or 'none'}); {fix}")
+        for k, v in r.items():
+            if k not in columns:
+                columns.append(k)
+            if not _is_text(v) and not isinstance(v, (int, float, bool)):
+                raise DataError(f"{where}: field '{k}' must be text or a list of texts, got {type(v).__name__}")
+        if not _is_text(r[text_field]):
+            raise DataError(f"{where}: field '{text_field}' must be text or a list of texts, got {r[text_field]!r}"[:300])
+    if not records:
+        raise DataError(f"{f}: holds no records: write one JSON object per line, e.g. {{\"text\": \"...\"}}")
+    return columns
+
+
+def check_documents(path: str | Path, text_field: str = "text") -> None:
+    """The checks of load_documents (files exist, are UTF-8 text, tables parse) without loading:
+    run before a model loads or a run dir is made, so a bad file fails in a second."""
+    for f in _files(path):
+        if f.suffix.lower() in TABLE_SUFFIXES:
+            _table_columns(f, text_field)
 
 
 def load_documents(path: str | Path, text_field: str = "text", title_field: str = "title",
@@ -117,11 +180,14 @@ def load_documents(path: str | Path, text_field: str = "text", title_field: str 
             ds = ds.map(_split_txt, batched=True)
         parts.append(ds.map(lambda r: {"text": r["text"].strip(), "title": "", "style": style}))
     for f in tables:
-        columns = _table_columns(f)
-        if text_field not in columns:
-            raise DataError(f"{f}: no field '{text_field}' (fields: {', '.join(columns)}); set data.text_field=<one of them>")
+        columns = _table_columns(f, text_field)
         builder = "csv" if f.suffix.lower() == ".csv" else "json"
-        ds = datasets.load_dataset(builder, data_files=str(f), split="train")
+        try:
+            ds = datasets.load_dataset(builder, data_files=str(f), split="train")
+        except Exception as e:  # noqa: BLE001 - pyarrow/pandas raise many types; the checks above catch most
+            reason = " ".join(str(e.__cause__ or e).split())[:160]
+            raise DataError(f"{f}: could not be read as {builder.upper()} ({reason}): make every row the same "
+                            "shape, with text in each field") from None
         if where:
             if field not in columns:
                 raise DataError(f"{f}: data.where names no field '{field}' (fields: {', '.join(columns)})")

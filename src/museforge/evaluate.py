@@ -15,6 +15,8 @@ import torch
 
 from museforge.config import DataConfig
 
+MAX_TEXT_BYTES = 5 * 2**20  # --text is one song, poem or story; a corpus goes to --data
+
 
 @torch.no_grad()
 def token_loss(gen, docs: list[list[int]], block_size: int, batch_size: int = 4) -> tuple[float, int]:
@@ -42,6 +44,12 @@ def perplexity(model: str = "default", task: str = "lyrics", data: str = "", blo
     """
     from museforge.generation import Generator
 
+    if generator is None:
+        from museforge.data import check_documents
+        from museforge.tasks import get_task
+
+        if get_task(task).kind == "text":
+            check_documents(data, text_field)  # a bad file fails before the model loads
     gen = generator or Generator.load(task, model, dtype=dtype)
     cfg = DataConfig(path=data, text_field=text_field, val_fraction=0.0, block_size=block_size)
     docs, _, info = gen.task.build_datasets(cfg, gen.tokenizer)
@@ -81,15 +89,34 @@ def text_report(path, rhyme: str | None = None, syllables: str | None = None, se
     """Metrics of a text file (one text; see museforge.text.metrics.text_metrics)."""
     from pathlib import Path
 
+    from museforge.errors import MissingFileError, UserError
     from museforge.text.metrics import CopyChecker, text_metrics
 
-    p = Path(path)
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise UserError(f"--text {p} is a folder: give one text file (a song, poem or story)")
     if not p.is_file():
-        raise FileNotFoundError(f"text file not found: {p}")
+        raise MissingFileError(f"text file not found: {p}: check the --text path")
+    if p.stat().st_size > MAX_TEXT_BYTES:
+        raise UserError(f"--text {p} is {p.stat().st_size // 2**20} MB: give one song, poem or story "
+                        f"(at most {MAX_TEXT_BYTES // 2**20} MB); use --data for a corpus")
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"--text {p}: not UTF-8 text (bad byte at line {raw[:e.start].count(10) + 1}): "
+                        "re-save it as UTF-8") from None
+    if "\x00" in text:
+        raise UserError(f"--text {p}: a binary file, not text: give a .txt file")
+    from museforge.text.forms import parse_rhyme, parse_sections, parse_syllables
+
+    parse_rhyme(rhyme), parse_syllables(syllables)  # the generation parsers: one clear error each
+    if sections:
+        parse_sections(sections)
     checker = None
     if training:
         from museforge.data import load_documents
 
         checker = CopyChecker(load_documents(training)["text"])
-    return {"text": str(p), **text_metrics(p.read_text(encoding="utf-8"), rhyme=rhyme, syllables=syllables,
+    return {"text": str(p), **text_metrics(text, rhyme=rhyme, syllables=syllables,
                                            sections=sections, training=checker)}

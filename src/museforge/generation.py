@@ -16,6 +16,7 @@ import dataclasses
 import random
 import threading
 import time
+import typing
 from collections.abc import Generator as Generator_
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,11 +26,61 @@ from typing import Any
 import torch
 
 from museforge.config import GenerationConfig
+from museforge.errors import UserError
 from museforge.models import load_model, pick_device
 from museforge.tasks import Task, get_task
 
 SAMPLING = tuple(f.name for f in dataclasses.fields(GenerationConfig))
 MAX_NEW_TOKENS = 4096
+MAX_TEMPERATURE = 10.0  # 2 is already near-random text; beyond 10 is a typo, not a setting
+MAX_SEED = 2**62  # torch seeds are 64-bit; room for the per-sample offsets added to a seed
+
+
+def check_prompt(task: Task, prompt: Any, image: Any = None) -> None:
+    """Text tasks write about a topic or a picture: with neither, the request is a mistake (melody has none)."""
+    if task.kind == "text" and image is None and (not isinstance(prompt, str) or not prompt.strip()):
+        raise UserError(f"give a prompt: a topic for the {task.name}, e.g. "
+                        f"museforge generate {task.name} \"{task.sample_prompts[0]}\"")
+
+
+def validate(task: Task, kwargs: dict[str, Any], preset: dict[str, Any] | None = None) -> tuple[GenerationConfig, dict[str, Any]]:
+    """Sampling settings and task options from keywords, every value checked before any model work."""
+    from museforge.config import _coerce
+
+    unknown = [k for k in kwargs if k not in SAMPLING and k not in task.options]
+    if unknown:
+        raise UserError(f"unknown argument '{unknown[0]}' for {task.name}; sampling: "
+                        f"{', '.join(SAMPLING)}; {task.name} options: {', '.join(task.options) or 'none'}")
+    hints = typing.get_type_hints(GenerationConfig)
+    given = {k: _coerce(v, hints[k], k) for k, v in kwargs.items() if k in SAMPLING and v is not None}
+    s = GenerationConfig(**{**task.defaults, **given})
+    if not 1 <= s.max_new_tokens <= MAX_NEW_TOKENS:
+        raise UserError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS}, got {s.max_new_tokens}")
+    if not 0 <= s.temperature <= MAX_TEMPERATURE:  # also refuses nan
+        raise UserError(f"temperature must be >= 0 (0 = greedy) and at most {MAX_TEMPERATURE:g}, got {s.temperature}")
+    if not 0 < s.top_p <= 1:
+        raise UserError(f"top_p must be in (0, 1], got {s.top_p}")
+    if s.top_k < 0 or s.no_repeat_ngram_size < 0:
+        raise UserError("top_k and no_repeat_ngram_size must be >= 0")
+    if not 0 < s.repetition_penalty <= MAX_TEMPERATURE:
+        raise UserError(f"repetition_penalty must be > 0 (1 = off) and at most {MAX_TEMPERATURE:g}, "
+                        f"got {s.repetition_penalty}")
+    if not 1 <= s.num_return_sequences <= 64:
+        raise UserError(f"num_return_sequences must be between 1 and 64, got {s.num_return_sequences}")
+    if s.seed is not None and not 0 <= s.seed < MAX_SEED:
+        raise UserError(f"seed must be between 0 and 2**62, got {s.seed}")
+    if s.seed is None:
+        s.seed = random.randrange(2**31)
+    options = {**(preset or {}), **{k: v for k, v in kwargs.items() if k in task.options and v not in (None, "")}}
+    task.check(**options)
+    return s, options
+
+
+def check_request(task: str | Task, prompt: Any = "", **kwargs: Any) -> tuple[GenerationConfig, dict[str, Any]]:
+    """Validate a whole generate() call without a model: the CLI and API call it before loading one."""
+    t = get_task(task) if isinstance(task, str) else task
+    check_prompt(t, prompt, kwargs.get("image"))
+    return validate(t, kwargs)
 
 
 @dataclass
@@ -89,31 +140,32 @@ class Generator:
 
     @classmethod
     def load(cls, task: str = "lyrics", model: str = "default", style: str = "", dtype: str = "auto",
-             device: str | None = None, quantize: str = "") -> Generator:
+             device: str | None = None, quantize: str = "", trust_remote_code: bool = False) -> Generator:
         """Load a model by name (Hub id, local dir, museforge run dir or "default") for `task`.
 
         `style` picks a shipped LoRA style adapter (e.g. "hymn") on the default model;
         `quantize="int8"` stores Linear weights as int8 for faster CPU decoding (opt-in: outputs
-        change slightly, see museforge.quantize).
+        change slightly, see museforge.quantize). `trust_remote_code=True` lets a Hub model run its
+        own Python code: only for models you trust (off by default; weights load from safetensors only).
         """
         t = get_task(task)
         if style:
             from museforge.styles import style_path
 
             if model not in ("", "default"):
-                raise ValueError("style= selects a shipped adapter on the default model: drop --model, or drop --style")
+                raise UserError("style= selects a shipped adapter on the default model: drop --model, or drop --style")
             model = str(style_path(t.name, style))
-        lm, source = load_model(model, t.name, dtype=dtype, device=device)
+        if quantize and quantize != "int8":
+            raise UserError(f"quantize='{quantize}': the only option is int8")
+        lm, source = load_model(model, t.name, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
         if quantize:
-            if quantize != "int8":
-                raise ValueError(f"quantize='{quantize}': the only option is int8")
             from museforge.quantize import quantize_int8
 
             lm = quantize_int8(lm)
             source["quantized"] = "int8"
         own = source["adapter"] and any((Path(source["adapter"]) / f).is_file()
                                         for f in ("tokenizer_config.json", "tokenizer.json"))
-        tokenizer = t.load_tokenizer(source["adapter"] if own else source["path"])
+        tokenizer = t.load_tokenizer(source["adapter"] if own else source["path"], trust_remote_code=trust_remote_code)
         if style:
             source["style"] = style
         return cls(t, lm, tokenizer, source, {"style": style} if style and "style" in t.options else None)
@@ -122,34 +174,20 @@ class Generator:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def context_window(self) -> int:
+        """Tokens the model can attend to (prompt + generated)."""
+        c = self.model.config
+        return int(getattr(c, "n_positions", None) or getattr(c, "max_position_embeddings", None) or 1024)
+
     # ---- public API -------------------------------------------------------------------------
     def settings(self, **kwargs: Any) -> tuple[GenerationConfig, dict[str, Any]]:
         """Split keywords into validated sampling settings and task options."""
-        unknown = [k for k in kwargs if k not in SAMPLING and k not in self.task.options]
-        if unknown:
-            raise TypeError(f"unknown argument '{unknown[0]}' for {self.task.name}; sampling: "
-                            f"{', '.join(SAMPLING)}; {self.task.name} options: {', '.join(self.task.options) or 'none'}")
-        given = {k: v for k, v in kwargs.items() if k in SAMPLING and v is not None}
-        s = GenerationConfig(**{**self.task.defaults, **given})
-        if not 1 <= s.max_new_tokens <= MAX_NEW_TOKENS:
-            raise ValueError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS}, got {s.max_new_tokens}")
-        if s.temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {s.temperature}")
-        if not 0 < s.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {s.top_p}")
-        if s.top_k < 0 or s.no_repeat_ngram_size < 0:
-            raise ValueError("top_k and no_repeat_ngram_size must be >= 0")
-        if s.repetition_penalty <= 0:
-            raise ValueError(f"repetition_penalty must be > 0 (1 = off), got {s.repetition_penalty}")
-        if not 1 <= s.num_return_sequences <= 64:
-            raise ValueError(f"num_return_sequences must be between 1 and 64, got {s.num_return_sequences}")
-        if s.seed is None:
-            s.seed = random.randrange(2**31)
-        options = {**self.options, **{k: v for k, v in kwargs.items() if k in self.task.options and v not in (None, "")}}
-        return s, options
+        return validate(self.task, kwargs, self.options)
 
     def generate(self, prompt: str = "", **kwargs: Any):
         """Generate from `prompt`. Returns one output, or a list when num_return_sequences > 1."""
+        check_prompt(self.task, prompt, kwargs.get("image"))
         settings, options = self.settings(**kwargs)
         outputs = self.task.generate(self, prompt, settings, **options)
         return outputs[0] if len(outputs) == 1 else outputs
@@ -160,6 +198,7 @@ class Generator:
         The finished Output (text, provenance, metadata) is the generator's return value:
         `out = yield from gen.stream(...)`, or StopIteration.value when iterating by hand.
         """
+        check_prompt(self.task, prompt, kwargs.get("image"))
         settings, options = self.settings(**kwargs)
         settings.num_return_sequences = 1
         return (yield from self.task.stream(self, prompt, settings, **options))
@@ -195,6 +234,16 @@ class Generator:
         penalties) is appended to it: a fluency score for reranking.
         """
         n = n or settings.num_return_sequences
+        # A prompt is a topic, not a document: one that does not fit is refused, not cut (cutting
+        # from the left would drop the instruction and the model would write something else).
+        window, new_tokens = self.context_window, hf.get("max_new_tokens", settings.max_new_tokens)
+        if len(input_ids) >= window:
+            raise UserError(f"the prompt is {len(input_ids)} tokens, longer than the model's context of {window} "
+                            "tokens: shorten the prompt")
+        if len(input_ids) + new_tokens > window:
+            raise UserError(f"the prompt ({len(input_ids)} tokens) plus max_new_tokens={new_tokens} exceed the "
+                            f"model's context of {window} tokens: lower max_new_tokens to at most "
+                            f"{window - len(input_ids)} or shorten the prompt")
         ids = torch.tensor([input_ids] * n, device=self.device)  # n rows: sampled or greedy alike
         kwargs = {**self.hf_kwargs(settings), **self.hf_extra, **hf}
         if logprobs is not None:
@@ -291,6 +340,6 @@ class Generator:
 
 
 def load_generator(task: str = "lyrics", model: str = "default", style: str = "", dtype: str = "auto",
-                   device: str | None = None, quantize: str = "") -> Generator:
+                   device: str | None = None, quantize: str = "", trust_remote_code: bool = False) -> Generator:
     """Load once, generate many times: `load_generator("poem").generate("the sea", form="haiku")`."""
-    return Generator.load(task, model, style, dtype, device or str(pick_device()), quantize)
+    return Generator.load(task, model, style, dtype, device or str(pick_device()), quantize, trust_remote_code)

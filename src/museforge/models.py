@@ -22,11 +22,13 @@ from typing import Any
 
 import torch
 
+from museforge.errors import UserError
+
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ASSETS = Path(__file__).parent / "assets"
 
 
-class ModelNotFoundError(ValueError):
+class ModelNotFoundError(UserError):
     """The named model is neither local, cached, nor downloadable from here."""
 
 
@@ -114,7 +116,9 @@ def resolve(name: str, task: str = "lyrics") -> str:
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir() or not ((path / "config.json").is_file() or (path / "adapter_config.json").is_file()):
-            raise ModelNotFoundError(f"'{name}' is not a model directory (no config.json or adapter_config.json in it)")
+            raise ModelNotFoundError(f"'{name}' is not a model directory (no config.json or adapter_config.json in it): "
+                                     "give a model directory, a run directory or a Hub id")
+        check_task(path, task)
         return str(path.resolve())
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelNotFoundError(f"model directory '{name}' does not exist")
@@ -129,6 +133,48 @@ def resolve(name: str, task: str = "lyrics") -> str:
             f"is unreachable: download it where you have internet (`hf download {name}`) or pass a local path"
         )
     return name
+
+
+def check_task(path: Path, task: str) -> None:
+    """A melody model cannot write lyrics, nor a text model melodies: say so before loading it."""
+    recorded = run_info(str(path)).get("task")
+    melody = (path / "tokenizer.json").is_file() and _is_miditok(path / "tokenizer.json")
+    kind = ("melody" if recorded == "melody" else "text") if recorded else ("melody" if melody else None)
+    wanted = "melody" if task == "melody" else "text"
+    if kind and kind != wanted:
+        what = f"a {recorded} run" if recorded else f"a {kind} model"
+        use = "museforge generate melody" if kind == "melody" else "a text task (lyrics, poem or story)"
+        raise ModelNotFoundError(f"'{path}' is {what}, not a {wanted} model: use it with {use}, "
+                                 f"or pick a {wanted} model for {task}")
+    if wanted == "melody" and kind is None and (path / "config.json").is_file():
+        raise ModelNotFoundError(f"'{path}' is not a melody model (no MidiTok tokenizer.json in it): "
+                                 "pick a melody run directory or the default")
+
+
+def _is_miditok(path: Path) -> bool:
+    try:
+        with path.open(encoding="utf-8") as f:
+            return '"tokenization"' in f.read(1 << 20) and "model" not in json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def check_weights(path: Path, name: str) -> None:
+    """museforge loads weights from safetensors only: a pickle (.bin/.pt) can run code when loaded."""
+    if not path.is_dir():
+        return  # a Hub id: transformers is asked for safetensors (use_safetensors=True)
+    adapter = (path / "adapter_config.json").is_file() and not (path / "config.json").is_file()
+    names = ("adapter_model.safetensors",) if adapter else ("model.safetensors", "model.safetensors.index.json")
+    if any((path / n).is_file() for n in names):
+        return
+    pickled = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl"))
+    if pickled:
+        raise ModelNotFoundError(
+            f"'{name}' has only pickled weights ({pickled[0]}), which can run code when loaded; museforge loads "
+            "safetensors only: if you trust the file, convert it once with `python -c \"from transformers import "
+            f"AutoModelForCausalLM as M; M.from_pretrained('{path}').save_pretrained('{path}-safe')\"` and use "
+            f"'{path}-safe'")
+    raise ModelNotFoundError(f"'{name}' has no weights ({names[0]} is missing): give a complete model directory")
 
 
 def is_adapter(path: str) -> bool:
@@ -162,7 +208,7 @@ def pick_dtype(dtype: str = "auto", device: torch.device | None = None) -> torch
             return {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
                     "fp16": torch.float16, "float32": torch.float32, "fp32": torch.float32}[dtype]
         except KeyError:
-            raise ValueError(f"unknown dtype '{dtype}': use auto, bfloat16, float16 or float32") from None
+            raise UserError(f"unknown dtype '{dtype}': use auto, bfloat16, float16 or float32") from None
     device = device or pick_device()
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -170,11 +216,14 @@ def pick_dtype(dtype: str = "auto", device: torch.device | None = None) -> torch
 
 
 def load_model(name: str, task: str = "lyrics", dtype: str | torch.dtype = "auto",
-               device: str | torch.device | None = None, trainable: bool = False):
+               device: str | torch.device | None = None, trainable: bool = False,
+               trust_remote_code: bool = False):
     """Load a causal LM by name; returns (model, source) where source records model and adapter.
 
     A peft adapter directory is loaded on its base model; for inference it is merged into the
     weights (no adapter overhead per token). `trainable=True` keeps fp32 weights for training.
+    Weights come from safetensors only (pickled .bin files are refused: loading one can run
+    code); `trust_remote_code=True` lets a Hub model run its own Python code (off unless asked).
     """
     from transformers import AutoModelForCausalLM
 
@@ -188,8 +237,12 @@ def load_model(name: str, task: str = "lyrics", dtype: str | torch.dtype = "auto
         info = run_info(path)
         base_name = info.get("base_model") or json.loads((Path(path) / "adapter_config.json").read_text())["base_model_name_or_path"]
         base = resolve(base_name, task)
+    check_weights(Path(base), name if base == path else str(base))
+    if adapter:
+        check_weights(Path(adapter), name)
     try:
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype)
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype, use_safetensors=True,
+                                                     trust_remote_code=trust_remote_code)
     except OSError as e:
         raise ModelNotFoundError(f"could not load model '{name}': {str(e).splitlines()[0]}") from None
     except ValueError as e:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from museforge.errors import UserError
+
 
 class Int8Linear(nn.Module):
     """y = x @ (int8 W * scale).T + b, for bf16 activations."""
@@ -42,7 +44,7 @@ class Int8Linear(nn.Module):
 def quantize_int8(model: nn.Module) -> nn.Module:
     """Replace every nn.Linear (the output head included, untied from the embedding) in place."""
     if next(model.parameters()).device.type != "cpu":
-        raise ValueError("quantize='int8' is a CPU decoding option; on a GPU use bf16")
+        raise UserError("quantize='int8' is a CPU decoding option; on a GPU use bf16")
     model.to(torch.bfloat16)
     for module in list(model.modules()):
         for child_name, child in list(module.named_children()):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from museforge.errors import UserError
+
 STYLES_DIR = Path(__file__).parent / "assets" / "styles"
 
 
@@ -26,6 +28,6 @@ def available_styles(task: str | None = None) -> dict[str, Path]:
 def style_path(task: str, style: str) -> Path:
     styles = available_styles(task)
     if style not in styles:
-        raise ValueError(f"no shipped {task} style '{style}'; available: {', '.join(styles) or 'none'}"
+        raise UserError(f"no shipped {task} style '{style}'; available: {', '.join(styles) or 'none'}"
                          " (a free-form style tag needs a model fine-tuned with style tags)")
     return styles[style]

@@ -35,6 +35,8 @@ from typing import TypeVar
 from symusic import Score
 from tqdm.auto import tqdm
 
+from museforge.errors import MissingFileError, UserError
+
 T = TypeVar("T")
 FOLK = {"oneills": "oneills1850", "ryans": "ryansMammoth", "airds": "airdsAirs"}
 CORPORA = ("bach", *FOLK, "folk")
@@ -163,7 +165,7 @@ def builtin_corpus(
         limit: stop once the folder holds this many pieces (for quick tests).
     """
     if name not in CORPORA:
-        raise ValueError(f"unknown corpus {name!r}; choose one of {', '.join(CORPORA)}")
+        raise UserError(f"unknown corpus {name!r}; choose one of {', '.join(CORPORA)}")
     out = Path(cache_dir) if cache_dir is not None else cache_root() / "corpora" / name
     out.mkdir(parents=True, exist_ok=True)
     done_file, skipped_file = out / "done.json", out / "skipped.json"
@@ -215,12 +217,14 @@ def builtin_corpus(
 
 def _check_score(path: Path) -> tuple[Score | None, str | None]:
     """(score, None) for a usable file, else (None, reason)."""
+    from museforge.music.tokenizer import load_score
+
     if path.stat().st_size == 0:
         return None, "empty file"
     try:
-        score = Score(path)
-    except Exception as err:  # noqa: BLE001 - symusic raises RuntimeError/ValueError/...
-        return None, f"corrupt or unreadable MIDI: {err}"
+        score = load_score(path)
+    except UserError as err:  # not MIDI, too large, corrupt
+        return None, f"corrupt or unreadable MIDI: {str(err).removeprefix(str(path)).lstrip(' :')}"
     pitched = [t for t in score.tracks if not t.is_drum and len(t.notes)]
     if score.note_num() == 0:
         return None, "no notes"
@@ -241,8 +245,8 @@ def _midi_paths(item: str | Path) -> list[Path]:
         )
     if path.is_file():
         return [path]
-    raise FileNotFoundError(
-        f"{path} is neither a MIDI file, a folder nor a corpus name ({', '.join(CORPORA)})"
+    raise MissingFileError(
+        f"{path} is neither a MIDI file, a folder nor a corpus name ({', '.join(CORPORA)}): check the path"
     )
 
 
@@ -266,9 +270,10 @@ def load_midi_files(
             loaded.append((path, score))
     if not loaded:
         detail = "; ".join(f"{p.name}: {r}" for p, r in skipped[:3])
-        raise ValueError(
+        raise UserError(
             f"no usable MIDI files in {', '.join(map(str, items))} "
-            f"({len(paths)} found, {len(skipped)} skipped{': ' + detail if detail else ''})"
+            f"({len(paths)} found, {len(skipped)} skipped{': ' + detail if detail else ''}): "
+            "give .mid files with pitched notes"
         )
     return loaded, skipped
 

@@ -123,10 +123,9 @@ class Melody:
 
     def save(self, path: str | Path) -> Path:
         """Write a standard MIDI file (provenance in a marker meta event); returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.midi_score().dump_midi(str(path))
-        return path
+        from museforge.music.render import atomic_write
+
+        return atomic_write(path, self.midi_score().dumps_midi())
 
     def to_pretty_midi(self) -> pretty_midi.PrettyMIDI:
         return to_pretty_midi(self.score)

@@ -12,6 +12,8 @@ under an attack-decay-sustain-release envelope, plus a noise burst for drum hits
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -106,13 +108,28 @@ def synthesize(
     return _numpy_synth(pm, sample_rate), "numpy"
 
 
-def write_wav(audio: np.ndarray, sample_rate: int, path: str | Path) -> Path:
-    """Write float audio in [-1, 1] as a 16-bit PCM WAV file; return its path."""
+def atomic_write(path: str | Path, data: bytes) -> Path:
+    """Write `data` to a temporary file beside `path`, then rename it: a crash, a full disk or a
+    Ctrl-C leaves either the old file or the new one, never half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pcm = (np.clip(np.asarray(audio, dtype=np.float64), -1, 1) * 32767).astype(np.int16)
-    wavfile.write(path, sample_rate, pcm)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
+
+
+def write_wav(audio: np.ndarray, sample_rate: int, path: str | Path) -> Path:
+    """Write float audio in [-1, 1] as a 16-bit PCM WAV file (atomically); return its path."""
+    pcm = (np.clip(np.asarray(audio, dtype=np.float64), -1, 1) * 32767).astype(np.int16)
+    buffer = io.BytesIO()
+    wavfile.write(buffer, sample_rate, pcm)
+    return atomic_write(path, buffer.getvalue())
 
 
 def _bar_lines(score: Score, end: float) -> np.ndarray:
@@ -167,7 +184,4 @@ def piano_roll_png(
     fig.savefig(buffer, format="png")
     if path is None:
         return buffer.getvalue()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buffer.getvalue())
-    return path
+    return atomic_write(path, buffer.getvalue())

@@ -44,6 +44,8 @@ import numpy as np
 from symusic import Note, Score, Tempo, Track
 from symusic.core import ScoreTick
 
+from museforge.errors import MissingFileError, UserError
+
 MAJOR_NAMES = ["C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
 MINOR_NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "G#", "A", "Bb", "B"]
 KEYS = [f"{n} major" for n in MAJOR_NAMES] + [f"{n} minor" for n in MINOR_NAMES]
@@ -105,7 +107,7 @@ def parse_key(key: str) -> tuple[int, str]:
     """Parse "D minor", "Dm", "F# major", "Bb major", "C" (any case) into (tonic pitch class, mode)."""
     match = _KEY_RE.match(key) if isinstance(key, str) else None
     if match is None:
-        raise ValueError(
+        raise UserError(
             f"unknown key {key!r}; use a tonic A-G with optional # or b and optional "
             "major/minor, e.g. 'D minor', 'Dm', 'F# major', 'Bb major' or 'C'"
         )
@@ -147,34 +149,57 @@ def conditioning_prefix(
     density token out, so a model samples it.
     """
     if not isinstance(tempo, (int, np.integer)) or not TEMPO_RANGE[0] <= tempo <= TEMPO_RANGE[1]:
-        raise ValueError(
+        raise UserError(
             f"tempo must be an integer bpm in {TEMPO_RANGE[0]}..{TEMPO_RANGE[1]}, got {tempo!r}"
         )
     num, _, den = str(time_signature).partition("/")
     if not (num.isdigit() and den.isdigit() and int(num) in TIME_SIGNATURES.get(int(den), [])):
         valid = ", ".join(f"{n}/{d}" for d, ns in TIME_SIGNATURES.items() for n in ns)
-        raise ValueError(f"unsupported time signature {time_signature!r}; use one of {valid}")
+        raise UserError(f"unsupported time signature {time_signature!r}; use one of {valid}")
     program = 0 if program is None else program
     if not 0 <= program <= 127:
-        raise ValueError(f"program must be a General MIDI program 0..127, got {program}")
+        raise UserError(f"program must be a General MIDI program 0..127, got {program}")
     tokens = ["BOS_None", key_token(key), f"Tempo_{float(tempo)}", f"TimeSig_{int(num)}/{int(den)}"]
     tokens.append(f"Program_{program}")
     if density is not None:
         if density not in DENSITY_BUCKETS:
-            raise ValueError(
+            raise UserError(
                 f"unknown density {density!r}; use one of {', '.join(DENSITY_BUCKETS)}"
             )
         tokens.append(f"Density_{density}")
     return tokens
 
 
+MAX_MIDI_BYTES = 16 * 2**20  # a long orchestral MIDI file is ~1 MB; more is not a melody
+
+
 def load_score(score_or_path: Score | str | Path) -> ScoreTick:
-    """A ``symusic.Score`` in ticks from a Score or a .mid/.midi/.abc path."""
+    """A ``symusic.Score`` in ticks from a Score or a .mid/.midi/.abc path.
+
+    A path that is missing, a folder, empty, huge, not MIDI or corrupt raises UserError naming it.
+    """
     if isinstance(score_or_path, (str, Path)):
-        path = Path(score_or_path)
+        path = Path(score_or_path).expanduser()
+        if not path.exists():
+            raise MissingFileError(f"MIDI file not found: {path}: check the path")
         if not path.is_file():
-            raise FileNotFoundError(f"MIDI file not found: {path}")
-        return Score(path)
+            raise UserError(f"{path} is a folder, not a MIDI file: give one .mid file")
+        size = path.stat().st_size
+        if size == 0:
+            raise UserError(f"{path} is empty (0 bytes): give a .mid file with notes")
+        if size > MAX_MIDI_BYTES:
+            raise UserError(f"{path} is {size / 2**20:.0f} MB, more than a MIDI melody can be "
+                            f"({MAX_MIDI_BYTES // 2**20} MB at most): give a smaller .mid file")
+        if path.suffix.lower() != ".abc":
+            with path.open("rb") as f:
+                if f.read(4) != b"MThd":
+                    raise UserError(f"{path} is not a MIDI file (no MThd header): give a .mid file")
+        try:
+            return Score(path)
+        except Exception as e:  # noqa: BLE001 - symusic raises RuntimeError/ValueError/... on bad bytes
+            reason = " ".join(str(e).split())[:120] or type(e).__name__
+            raise UserError(f"{path} is not a readable MIDI file ({reason}): re-export it as a standard "
+                            "MIDI file") from None
     if not isinstance(score_or_path, ScoreTick):
         return score_or_path.to("tick")
     return score_or_path
@@ -184,7 +209,7 @@ def _pitched_notes(score: ScoreTick, track: int | None = None) -> dict[str, np.n
     """Note arrays (time, duration, pitch, velocity) of one track or all non-drum tracks."""
     if track is not None:
         if not -len(score.tracks) <= track < len(score.tracks):
-            raise ValueError(
+            raise UserError(
                 f"track {track} does not exist; the file has {len(score.tracks)} tracks"
             )
         tracks = [score.tracks[track]]
@@ -293,7 +318,7 @@ def encode(
     part = extract_melody(score, track) if melody else _merge_tracks(score, track)
     part = tokenizer.preprocess_score(part)  # quantizes time, tempo; drops unsupported signatures
     if not part.tracks or len(part.tracks[0].notes) == 0:
-        raise ValueError("the score has no pitched notes in the tokenizer's pitch range 21..108")
+        raise UserError("the score has no pitched notes in the tokenizer's pitch range 21..108")
     notes = part.tracks[0].notes
     ts = part.time_signatures[0]
     tempo = int(round(part.tempos[0].qpm))

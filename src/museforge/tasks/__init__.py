@@ -7,6 +7,7 @@ config) is shared. Adding a task = one small file and one line in TASKS.
 
 from __future__ import annotations
 
+from museforge.errors import UserError
 from museforge.tasks.base import Task, TextTask
 from museforge.tasks.lyrics import LyricsTask
 from museforge.tasks.melody import MelodyTask
@@ -25,7 +26,7 @@ def get_task(name: str) -> Task:
     try:
         return TASKS[name]
     except KeyError:
-        raise ValueError(f"unknown task '{name}': choose one of {', '.join(TASKS)}") from None
+        raise UserError(f"unknown task '{name}': choose one of {', '.join(TASKS)}") from None
 
 
 __all__ = ["TASKS", "Task", "TextTask", "get_task"]

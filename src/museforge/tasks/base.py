@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from museforge.config import DataConfig, GenerationConfig
 from museforge.data import load_documents, split_documents
+from museforge.errors import UserError
 
 if TYPE_CHECKING:
     from museforge.generation import Generator, Output
@@ -27,8 +28,11 @@ class Task:
     sample_prompts: tuple[str, ...] = ()
     """Prompts used for the sample generations written during training."""
 
-    def load_tokenizer(self, path: str):
+    def load_tokenizer(self, path: str, trust_remote_code: bool = False):
         raise NotImplementedError
+
+    def check(self, **options: Any) -> None:
+        """Raise UserError for a bad option before any model is loaded (the default accepts all)."""
 
     def new_tokenizer(self, name: str = "default"):
         """The tokenizer for a model trained from scratch (text tasks reuse `name`'s tokenizer)."""
@@ -60,6 +64,10 @@ class Task:
         return {}
 
 
+IMAGE_OPTIONS = ("image", "vision_model")
+"""Options of every text task: write from a picture (a path, a PIL image or a museforge.vision.Seen)."""
+
+
 class TextTask(Task):
     """Lyrics, poems and stories: documents of text, an instruction prompt, sampled decoding."""
 
@@ -67,14 +75,23 @@ class TextTask(Task):
     noun = "text"
     instruction = "Write {a} {noun} about {topic}."
     untitled = "Write {a} {noun}."
-    options = ("style", "rhyme", "syllables", "rhyme_level")
+    options = ("style", "rhyme", "syllables", "rhyme_level", *IMAGE_OPTIONS)
     craft = ("rhyme", "sections", "syllables", "form")
     """Options that switch decoding to line-by-line constrained composition."""
 
-    def load_tokenizer(self, path: str):
+    def check(self, **options: Any) -> None:
+        from museforge.text.prosody import RHYME_LEVELS
+
+        if options.get("rhyme_level", "perfect") not in RHYME_LEVELS:
+            raise UserError(f"unknown rhyme_level {options['rhyme_level']!r}: use one of {', '.join(RHYME_LEVELS)}")
+        if not isinstance(options.get("style", ""), str):
+            raise UserError(f"style must be text (e.g. folk), got {options['style']!r}")
+        self.spec(**options)  # parses rhyme, sections, syllables and form: the same errors as generation
+
+    def load_tokenizer(self, path: str, trust_remote_code: bool = False):
         from transformers import AutoTokenizer
 
-        tok = AutoTokenizer.from_pretrained(path)
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         return tok
@@ -138,16 +155,51 @@ class TextTask(Task):
         """The FormSpec (sections, rhyme, syllables) the options ask for, or None for free text."""
         return None
 
+    def look(self, prompt: str, options: dict[str, Any]) -> tuple[str, Any]:
+        """With an `image` option, identify it and fold what was seen into the topic.
+
+        Returns (topic, Seen or None) and takes image/vision_model out of `options`: the rest of
+        the task (rhyme, sections, syllables, form) works on the topic as on any other.
+        """
+        image, vision_model = options.pop("image", None), options.pop("vision_model", None)
+        if image is None:
+            if vision_model:
+                raise UserError("vision_model= needs image=: pass the picture to look at (--image FILE)")
+            return prompt, None
+        from museforge.vision import identify
+
+        seen = identify(image, vision_model=vision_model or "default")
+        picture = seen.describe()
+        topic = (prompt or "").strip().rstrip(".")
+        return (f"{topic}, inspired by a photo of {picture}" if topic else picture), seen
+
+    @staticmethod
+    def record_seen(outputs: list[Output], prompt: str, seen: Any) -> list[Output]:
+        """Outputs keep the user's prompt; metadata["seen"] records what the picture showed, how sure."""
+        if seen is not None:
+            for o in outputs:
+                o.prompt = prompt
+                o.metadata["seen"] = seen.to_dict()
+                o.provenance["options"].update(image=seen.image, vision_model=seen.model)
+        return outputs
+
     def generate(self, gen: Generator, prompt: str, settings: GenerationConfig, **options: Any) -> list[Output]:
+        topic, seen = self.look(prompt, options)
         spec = self.spec(**options)
         if spec is not None:
-            return [self.compose(gen, prompt, settings, spec, options, sample=i)
-                    for i in range(settings.num_return_sequences)]
-        prefix = self.render(gen.tokenizer, prompt, **options)
-        texts = gen.complete(prefix, settings)
-        return [gen.output(t.strip(), prompt, settings, self.name, options) for t in texts]
+            outputs = [self.compose(gen, topic, settings, spec, options, sample=i)
+                       for i in range(settings.num_return_sequences)]
+        else:
+            texts = gen.complete(self.render(gen.tokenizer, topic, **options), settings)
+            outputs = [gen.output(t.strip(), topic, settings, self.name, options) for t in texts]
+        return self.record_seen(outputs, prompt, seen)
 
     def stream(self, gen: Generator, prompt: str, settings: GenerationConfig, **options: Any) -> Iterator[str]:
+        topic, seen = self.look(prompt, options)
+        out = yield from self._stream(gen, topic, settings, options)
+        return self.record_seen([out], prompt, seen)[0]
+
+    def _stream(self, gen: Generator, prompt: str, settings: GenerationConfig, options: dict[str, Any]) -> Iterator[str]:
         spec = self.spec(**options)
         if spec is None:
             chunks = []

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from museforge.config import DataConfig, GenerationConfig
 from museforge.data import DataError
+from museforge.errors import UserError
 from museforge.tasks.base import Task
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def parse_instrument(instrument: str | int | None) -> int | None:
     if text.isdigit():
         program = int(text)
         if not 0 <= program <= 127:
-            raise ValueError(f"instrument program must be 0..127, got {program}")
+            raise UserError(f"instrument program must be 0..127, got {program}")
         return program
     names = [n.lower() for n in pretty_midi.constants.INSTRUMENT_MAP]
     if text in names:
@@ -53,7 +54,7 @@ def parse_instrument(instrument: str | int | None) -> int | None:
     partial = [i for i, n in enumerate(names) if text in n]
     if partial:
         return partial[0]
-    raise ValueError(f"unknown instrument {instrument!r}: use a General MIDI name (e.g. piano, flute, violin, "
+    raise UserError(f"unknown instrument {instrument!r}: use a General MIDI name (e.g. piano, flute, violin, "
                      "acoustic guitar (nylon), trumpet, clarinet, string ensemble 1) or a program number 0-127")
 
 
@@ -120,7 +121,7 @@ class MelodyTask(Task):
     held-out tunes and no other statistic worse (benchmarks/melody_quality.py --scale-bias)."""
 
     # ---- tokenizer ---------------------------------------------------------------------------
-    def load_tokenizer(self, path: str):
+    def load_tokenizer(self, path: str, trust_remote_code: bool = False):  # MidiTok json: never code
         from museforge.music.tokenizer import load_tokenizer
 
         return _with_ids(load_tokenizer(path))
@@ -170,23 +171,40 @@ class MelodyTask(Task):
         return train_docs, val_docs, info
 
     # ---- generation --------------------------------------------------------------------------
+    @staticmethod
+    def _controls(key=None, tempo=None, time_signature=None, bars: Any = 16, instrument=None,
+                  density=None) -> tuple[int | None, int | None]:
+        """One clear error for any bad control, before any work; returns (tempo, program)."""
+        from museforge.music.tokenizer import conditioning_prefix
+
+        if not isinstance(bars, int) or isinstance(bars, bool) or not 1 <= bars <= MAX_BARS:
+            raise UserError(f"bars must be an integer 1..{MAX_BARS}, got {bars!r}")
+        if tempo is not None:
+            try:
+                tempo = int(round(float(tempo)))
+            except (TypeError, ValueError, OverflowError):  # OverflowError: tempo=inf
+                raise UserError(f"tempo must be a number of bpm, got {tempo!r}") from None
+        program = parse_instrument(instrument)
+        conditioning_prefix(key or DEFAULT_KEY, DEFAULT_TEMPO if tempo is None else tempo,
+                            time_signature or DEFAULT_TIME_SIGNATURE, program, density)
+        return tempo, program
+
+    def check(self, key=None, tempo=None, time_signature=None, bars: Any = 16, instrument=None, primer=None,
+              density=None, **options: Any) -> None:
+        from museforge.music.tokenizer import load_score
+
+        bars = int(bars) if isinstance(bars, str) and bars.isdigit() else bars
+        self._controls(key, tempo, time_signature, bars, instrument, density)
+        if primer:
+            load_score(Path(primer))  # missing, empty, huge or corrupt files fail here, before a model loads
+
     def prompt_ids(self, gen: Generator, key=None, tempo=None, time_signature=None, bars: int = 16,
                    instrument=None, primer=None, density=None) -> tuple[list[int], list[int], dict[str, Any]]:
         """(context ids the model continues, primer body ids not in the context, resolved request)."""
         from museforge.music.tokenizer import conditioning_prefix, key_name, parse_key
 
         tok = gen.tokenizer
-        if not isinstance(bars, int) or isinstance(bars, bool) or not 1 <= bars <= MAX_BARS:
-            raise ValueError(f"bars must be an integer 1..{MAX_BARS}, got {bars!r}")
-        if tempo is not None:
-            try:
-                tempo = int(round(float(tempo)))
-            except (TypeError, ValueError):
-                raise ValueError(f"tempo must be a number of bpm, got {tempo!r}") from None
-        program = parse_instrument(instrument)
-        # one clear error for any bad control, before any work
-        conditioning_prefix(key or DEFAULT_KEY, DEFAULT_TEMPO if tempo is None else tempo,
-                            time_signature or DEFAULT_TIME_SIGNATURE, program, density)
+        tempo, program = self._controls(key, tempo, time_signature, bars, instrument, density)
         if primer:
             context, hidden, request = self._primer(gen, primer, key, tempo, time_signature, program, density)
         else:
@@ -221,7 +239,7 @@ class MelodyTask(Task):
         if time_signature is not None:
             num, _, den = str(time_signature).partition("/")
             if not (num.isdigit() and den.isdigit()):
-                raise ValueError(f"time signature must look like 6/8, got {time_signature!r}")
+                raise UserError(f"time signature must look like 6/8, got {time_signature!r}")
             score.time_signatures = [TimeSignature(0, int(num), int(den))]
         if key is not None:  # transpose the primer to the requested key (nearest shift)
             (old, _), (new, _) = parse_key(estimate_key(score)), parse_key(key)
@@ -231,7 +249,7 @@ class MelodyTask(Task):
         try:
             ids = encode(score, tok, program=self._model_program(gen, program))[:-1]
         except ValueError as e:
-            raise ValueError(f"primer {primer}: {e}") from None
+            raise UserError(f"primer {primer}: {e}") from None
         tokens = [tok[i] for i in ids]
         start = tokens.index("Bar_None")
         prefix, body = ids[:start], ids[start:]
@@ -272,7 +290,7 @@ class MelodyTask(Task):
                                        scale_bias=self.scale_bias)
         budget = min(settings.max_new_tokens, self._window(gen) - len(context))
         if budget < 8:
-            raise ValueError("the primer leaves no room in the model's context window; use a shorter primer")
+            raise UserError("the primer leaves no room in the model's context window; use a shorter primer")
         rows = gen.complete_ids(context, settings, logits_processor=LogitsProcessorList([grammar]), max_new_tokens=budget)
         opts = {k: v for k, v in dict(key=key, tempo=tempo, time_signature=time_signature, bars=bars,
                                       instrument=instrument, primer=primer, density=density).items() if v is not None}

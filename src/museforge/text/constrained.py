@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
 
+from museforge.errors import UserError
+
 from .forms import FormSpec, render_song, syllable_target
 from .prosody import (
     RHYME_LEVELS,
@@ -287,7 +289,7 @@ def compose(
     if budget < 1 or k < 1:
         raise ValueError(f"budget and k must be >= 1, got budget={budget}, k={k}")
     if level not in RHYME_LEVELS:
-        raise ValueError(f"unknown rhyme level {level!r}; use one of {', '.join(RHYME_LEVELS)}")
+        raise UserError(f"unknown rhyme level {level!r}; use one of {', '.join(RHYME_LEVELS)}")
     rng = rng if isinstance(rng, random.Random) else random.Random(rng)
     vocab_set = {w.lower() for w in vocab} if vocab is not None else None
     base = dict(sampling or {})

@@ -15,6 +15,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from museforge.errors import UserError
+
 __all__ = [
     "FORMS",
     "REPEATING_SECTIONS",
@@ -84,7 +86,7 @@ def section_name(label: str) -> str:
     clean = re.sub(r"[\s_]+", "-", clean)
     name = _ABBREVIATIONS.get(clean) or _ALIASES.get(clean) or clean
     if name not in SECTION_NAMES:
-        raise ValueError(f"unknown section {label!r}; valid sections: {_valid_names()}")
+        raise UserError(f"unknown section {label!r}; valid sections: {_valid_names()}")
     return name
 
 
@@ -107,7 +109,7 @@ def parse_sections(structure: str | Sequence[str]) -> list[Section]:
     else:
         labels = list(structure)
     if not labels:
-        raise ValueError(
+        raise UserError(
             f"empty song structure; list sections such as 'V C V C B C' ({_valid_names()})"
         )
     names = [section_name(str(label)) for label in labels]
@@ -145,6 +147,8 @@ def parse_rhyme(scheme: str | None) -> str | None:
     """
     if scheme is None:
         return None
+    if not isinstance(scheme, str):
+        raise UserError(f"rhyme scheme must be letters like 'AABB', got {scheme!r}")
     text = scheme.strip().lower()
     if text in ("", "free", "none"):
         return None
@@ -152,7 +156,7 @@ def parse_rhyme(scheme: str | None) -> str | None:
     letters = re.sub(r"\s+", "", text).upper()
     if not re.fullmatch(r"[A-Z]+", letters):
         bad = sorted(set(re.sub(r"[A-Z]", "", letters)))
-        raise ValueError(
+        raise UserError(
             f"rhyme scheme {scheme!r} has {''.join(bad)!r}; use letters A-Z (lines with the same "
             f"letter rhyme, e.g. 'AABB'), or one of: free, {', '.join(_RHYME_ALIASES)}"
         )
@@ -197,7 +201,7 @@ def parse_syllables(
     if spec is None:
         return None
     if isinstance(spec, bool):
-        raise ValueError(f"syllable target must be a number, range or template, got {spec!r}")
+        raise UserError(f"syllable target must be a number, range or template, got {spec!r}")
     if isinstance(spec, int):
         return (_range(spec, spec, spec),)
     if isinstance(spec, str):
@@ -209,7 +213,7 @@ def parse_syllables(
         for part in parts:
             match = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", part)
             if not match:
-                raise ValueError(
+                raise UserError(
                     f"syllable target {spec!r}: cannot read {part!r}; write 8, '8-10' or a "
                     "template like '8/6/8/6'"
                 )
@@ -223,16 +227,16 @@ def parse_syllables(
     for item in items:
         parsed = parse_syllables(item)
         if parsed is None or len(parsed) != 1:
-            raise ValueError(f"syllable template {spec!r}: each line needs one number or range")
+            raise UserError(f"syllable template {spec!r}: each line needs one number or range")
         out.append(parsed[0])
     if not out:
-        raise ValueError("syllable template is empty; give a number, a range or e.g. '8/6/8/6'")
+        raise UserError("syllable template is empty; give a number, a range or e.g. '8/6/8/6'")
     return tuple(out)
 
 
 def _range(low: int, high: int, spec: object) -> tuple[int, int]:
     if not 1 <= low <= high <= 64:
-        raise ValueError(f"syllable target {spec!r}: need 1 <= low <= high <= 64, got {low}-{high}")
+        raise UserError(f"syllable target {spec!r}: need 1 <= low <= high <= 64, got {low}-{high}")
     return (low, high)
 
 
@@ -302,7 +306,7 @@ def _section_spec(
     section: Section, lines: int, rhyme: str | None, syllables: object
 ) -> SectionSpec:
     if not isinstance(lines, int) or isinstance(lines, bool) or not 1 <= lines <= 200:
-        raise ValueError(f"{section.name}: lines must be an integer from 1 to 200, got {lines!r}")
+        raise UserError(f"{section.name}: lines must be an integer from 1 to 200, got {lines!r}")
     return SectionSpec(section, lines, expand_rhyme(rhyme, lines), parse_syllables(syllables))  # type: ignore[arg-type]
 
 
@@ -310,7 +314,7 @@ def _per_section(value: object, name: str, default: object) -> object:
     if isinstance(value, Mapping):
         unknown = set(value) - set(SECTION_NAMES) - {"stanza"}
         if unknown:
-            raise ValueError(
+            raise UserError(
                 f"unknown section keys {sorted(unknown)}; valid: {', '.join(SECTION_NAMES)}"
             )
         return value.get(name, default)
@@ -371,11 +375,11 @@ def poem_form(name: str, stanzas: int | None = None) -> FormSpec:
     if key in ("ballad", "free"):
         count = stanzas if stanzas is not None else (4 if key == "ballad" else 3)
         if not isinstance(count, int) or not 1 <= count <= 50:
-            raise ValueError(f"stanzas must be an integer from 1 to 50, got {stanzas!r}")
+            raise UserError(f"stanzas must be an integer from 1 to 50, got {stanzas!r}")
         if key == "ballad":
             return FormSpec("ballad", _stanzas(["ABCB"] * count, "8/6/8/6"), "common measure, ABCB")
         return FormSpec("free", _stanzas([None] * count, None), "free verse")
-    raise ValueError(f"unknown poem form {name!r}; choose one of: {', '.join(FORMS)}")
+    raise UserError(f"unknown poem form {name!r}; choose one of: {', '.join(FORMS)}")
 
 
 # --------------------------------------------------------------------------- text format

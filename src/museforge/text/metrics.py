@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from museforge.errors import UserError
+
 from .forms import (
     FormSpec,
     SyllableTargets,
@@ -131,7 +133,7 @@ def rhyme_adherence(
     not count). None when the scheme asks for no rhyme at all.
     """
     if level not in RHYME_LEVELS:
-        raise ValueError(f"unknown rhyme level {level!r}; use one of {', '.join(RHYME_LEVELS)}")
+        raise UserError(f"unknown rhyme level {level!r}; use one of {', '.join(RHYME_LEVELS)}")
     due = done = 0
     for block in _blocks(_sections(text), rhyme, form=form):
         if not block.rhyme:

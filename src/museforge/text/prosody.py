@@ -18,6 +18,8 @@ import re
 from collections.abc import Iterable, Sequence
 from functools import cache
 
+from museforge.errors import UserError
+
 __all__ = [
     "RHYME_LEVELS",
     "end_word",
@@ -499,7 +501,7 @@ def vowels(line: str) -> list[str]:
 
 def _check_level(level: str) -> None:
     if level not in RHYME_LEVELS:
-        raise ValueError(f"unknown rhyme level {level!r}; use one of {', '.join(RHYME_LEVELS)}")
+        raise UserError(f"unknown rhyme level {level!r}; use one of {', '.join(RHYME_LEVELS)}")
 
 
 def _key(pron: Sequence[str], level: str) -> str:
