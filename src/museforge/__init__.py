@@ -2,6 +2,8 @@
 
     import museforge
     print(museforge.generate_lyrics("rain on a city night", seed=1))
+    print(museforge.generate_story(image="photo.jpg", seed=1))     # a story from a photo
+    print(museforge.identify("photo.jpg").description)              # "a cat (91%)"
     gen = museforge.load_generator("poem")            # load once, generate many
     run = museforge.train("configs/tiny.yaml", ["data.path=data/lyrics.txt"])
 
@@ -40,20 +42,24 @@ def generate(task: str, prompt: str = "", model: str = "default", style: str = "
     return _cached(task, model, style).generate(prompt, **kwargs)
 
 
-def generate_lyrics(topic: str, model: str = "default", style: str = "", **kwargs: Any):
-    """Song lyrics about `topic`. Sampling keywords as in transformers, plus seed."""
+def generate_lyrics(topic: str = "", model: str = "default", style: str = "", **kwargs: Any):
+    """Song lyrics about `topic`. Sampling keywords as in transformers, plus seed.
+
+    image= (a path or PIL image) writes from a picture too: what is seen joins the topic, and
+    output.metadata["seen"] records it with its confidence; vision_model= picks another eye
+    (see identify). Rhyme, sections and syllables apply as without an image."""
     return generate("lyrics", topic, model, style, **kwargs)
 
 
-def generate_poem(topic: str, form: str | None = None, model: str = "default", style: str = "", **kwargs: Any):
-    """A poem about `topic`."""
+def generate_poem(topic: str = "", form: str | None = None, model: str = "default", style: str = "", **kwargs: Any):
+    """A poem about `topic` (and/or image=, as generate_lyrics)."""
     if form is not None:
         kwargs["form"] = form
     return generate("poem", topic, model, style, **kwargs)
 
 
-def generate_story(premise: str, model: str = "default", style: str = "", **kwargs: Any):
-    """A short story from `premise` (length="short"|"medium"|"long")."""
+def generate_story(premise: str = "", model: str = "default", style: str = "", **kwargs: Any):
+    """A short story from `premise` and/or image= (a photo; as generate_lyrics); length="short"|"medium"|"long"."""
     return generate("story", premise, model, style, **kwargs)
 
 
@@ -67,6 +73,18 @@ def generate_melody(key: str | None = None, tempo: int | None = None, time_signa
     """
     return generate("melody", "", model, "", key=key, tempo=tempo, time_signature=time_signature, bars=bars,
                     instrument=instrument, primer=str(primer) if primer else None, **sampling)
+
+
+def identify(image: Any, top: int = 5, vision_model: str = "default"):
+    """What is in an image (a path or PIL image): a museforge.vision.Seen with .labels (top classes
+    and probabilities), .description ("a cat (91%)", or "not sure ..."), .mood, .to_dict().
+
+    vision_model: "default" (EfficientNet-Lite0 on ImageNet, shipped), or a Hugging Face
+    image-classification or captioning model id or local directory.
+    """
+    from museforge.vision import identify as _identify
+
+    return _identify(image, top=top, vision_model=vision_model)
 
 
 def train(config: Any, overrides: list[str] | None = None, **kwargs: Any):
@@ -84,5 +102,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-__all__ = ["generate", "generate_lyrics", "generate_melody", "generate_poem", "generate_story", "load_generator",
+__all__ = ["generate", "generate_lyrics", "generate_melody", "generate_poem", "generate_story", "identify", "load_generator",
            "train", "TASKS"]

@@ -1,6 +1,8 @@
 """The command line: parse, call the Python API, print. No logic lives here.
 
     museforge generate lyrics "rain on a city night" --seed 1
+    museforge generate story --image photo.jpg --seed 1
+    museforge identify photo.jpg
     museforge train configs/tiny.yaml data.path=data/lyrics.txt
     museforge eval runs/lyrics-... --task lyrics --data data/lyrics.txt
     museforge models
@@ -79,9 +81,11 @@ def generate(
     wav: Annotated[Path | None, Opt(help="melody: also render audio to this .wav")] = None,
     png: Annotated[Path | None, Opt(help="melody: also draw the piano roll to this .png")] = None,
     quantize: Annotated[str, Opt(help="int8: int8 weights for faster CPU decoding (opt-in; outputs change slightly)")] = "",
+    image: Annotated[Path | None, Opt(help="write from this picture: what is in it joins the prompt (not melody)")] = None,
+    vision_model: Annotated[str | None, Opt(help="with --image: a Hugging Face image-classification or captioning model")] = None,
     as_json: Annotated[bool, Opt("--json", help="print outputs with provenance as JSON")] = False,
 ) -> None:
-    """Generate lyrics, a poem, a story or a melody."""
+    """Generate lyrics, a poem, a story (from a prompt and/or --image) or a melody."""
     from museforge.generation import load_generator
 
     kwargs: dict[str, Any] = dict(seed=seed, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
@@ -91,8 +95,17 @@ def generate(
                      tempo=tempo, time_signature=time_signature, bars=bars, instrument=instrument,
                      primer=str(primer) if primer else None)
     kwargs.update({k: v for k, v in task_opts.items() if v is not None})
-    if task != "melody" and not prompt.strip():
-        raise UserError(f"give a prompt: museforge generate {task} \"a topic\"")
+    if task != "melody" and not prompt.strip() and image is None:
+        raise UserError(f"give a prompt: museforge generate {task} \"a topic\" (or --image FILE)")
+    if image is not None or vision_model:
+        if task == "melody":
+            raise UserError("--image works with lyrics, poem and story, not melody")
+        if image is None:
+            raise UserError("--vision-model needs --image FILE: the picture to look at")
+        from museforge.vision import identify
+
+        kwargs["image"] = seen = identify(image, vision_model=vision_model or "default")  # before the LM loads
+        typer.echo(f"museforge: seen in {image}: {seen.description}", err=True)
     gen = load_generator(task, model, style if task == "melody" or _is_shipped_style(task, style) else "",
                          quantize=quantize)
     if style and not _is_shipped_style(task, style) and "style" in gen.task.options:
@@ -199,6 +212,29 @@ def evaluate(
 
         report.update(text_report(text, rhyme=rhyme, syllables=syllables, sections=sections, training=training))
     typer.echo(markdown_table([report]) if table else json.dumps(report, indent=2, default=str))
+
+
+@app.command()
+def identify(
+    image: Annotated[Path, typer.Argument(help="an image file: JPEG, PNG, WebP, GIF, BMP, TIFF")],
+    top: Annotated[int, Opt(help="how many labels to list")] = 5,
+    vision_model: Annotated[str, Opt(help="'default' (EfficientNet-Lite0, ImageNet) or a Hugging Face "
+                                          "image-classification or captioning model id or directory")] = "default",
+    as_json: Annotated[bool, Opt("--json", help="print labels, description and mood as JSON")] = False,
+) -> None:
+    """What is in an image: labels with probabilities, a grouped description, and its mood."""
+    from museforge.vision import identify as see
+    from museforge.vision import mood_phrase
+
+    seen = see(image, top=top, vision_model=vision_model)
+    if as_json:
+        typer.echo(json.dumps(seen.to_dict(), indent=2, ensure_ascii=False))
+        return
+    lines = [seen.description + (f"  (caption confidence {seen.confidence:.0%})" if seen.caption is not None else "")]
+    lines += [f"  {p:6.1%}  {name}" for name, p in seen.labels]
+    lines.append(f"mood: {mood_phrase(seen.mood)}")
+    lines += [f"note: {n}" for n in seen.notes]
+    typer.echo("\n".join(lines))
 
 
 @app.command()
