@@ -286,6 +286,7 @@ def _train(config: Config | str | Path, overrides: list[str] | None, model, toke
             raise ValueError(f"train.resume=true but {ckpt_root} holds no checkpoint")
         if not t.resume and sorted(ckpt_root.glob("step-*[0-9]")):
             raise ValueError(f"{out} already holds checkpoints: pass train.resume=true to continue, or another train.out_dir")
+        _check_run_dir(out, need=0)  # writable? (before loading the model; free space is checked once it is known)
     accelerator.wait_for_everyone()
 
     # Model and data
