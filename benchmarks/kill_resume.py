@@ -31,22 +31,35 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=10)
     ap.add_argument("--max-steps", type=int, default=80)
-    ap.add_argument("--save-delay", type=float, default=0.05, help="seconds of sleep after each checkpoint file")
-    ap.add_argument("--window", type=float, default=1.0, help="kill within this many seconds after progress")
+    ap.add_argument(
+        "--save-delay", type=float, default=0.05, help="seconds of sleep after each checkpoint file"
+    )
+    ap.add_argument(
+        "--window", type=float, default=1.0, help="kill within this many seconds after progress"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "kill_resume.json")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="museforge-kill-") as work:
-        result = kill_and_resume(Path(work), args.kills, args.max_steps, args.save_delay, args.window, args.seed,
-                                 log=lambda line: print(line, flush=True))
+        result = kill_and_resume(
+            Path(work),
+            args.kills,
+            args.max_steps,
+            args.save_delay,
+            args.window,
+            args.seed,
+            log=lambda line: print(line, flush=True),
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\n| kills | during a checkpoint write | during a deletion | runs | max abs weight diff | "
-          f"log identical | resumed from newest | incomplete seen | leftovers |\n|---|---|---|---|---|---|---|---|---|\n"
-          f"| {result['kills']} | {result['kills_during_checkpoint_write']} | {result['kills_during_checkpoint_deletion']} "
-          f"| {result['runs']} | {result['max_abs_weight_difference']} | {result['metrics_log_identical']} "
-          f"| {result['resumed_from_newest_complete']} | {len(result['incomplete_checkpoints_seen'])} "
-          f"| {len(result['leftovers'])} |")
+    print(
+        f"\n| kills | during a checkpoint write | during a deletion | runs | max abs weight diff | "
+        f"log identical | resumed from newest | incomplete seen | leftovers |\n|---|---|---|---|---|---|---|---|---|\n"
+        f"| {result['kills']} | {result['kills_during_checkpoint_write']} | {result['kills_during_checkpoint_deletion']} "
+        f"| {result['runs']} | {result['max_abs_weight_difference']} | {result['metrics_log_identical']} "
+        f"| {result['resumed_from_newest_complete']} | {len(result['incomplete_checkpoints_seen'])} "
+        f"| {len(result['leftovers'])} |"
+    )
     print(f"-> {args.out}")
 
 

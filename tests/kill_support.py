@@ -21,11 +21,22 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-       "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+ENV = {
+    **os.environ,
+    "OMP_NUM_THREADS": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+}
 # what accelerate's save_state writes, plus museforge's own files: a complete checkpoint holds all
-CHECKPOINT_FILES = {"model.safetensors", "optimizer.bin", "scheduler.bin", "random_states_0.pkl",
-                    "trainer_state.json", "config.yaml"}
+CHECKPOINT_FILES = {
+    "model.safetensors",
+    "optimizer.bin",
+    "scheduler.bin",
+    "random_states_0.pkl",
+    "trainer_state.json",
+    "config.yaml",
+}
 
 
 def slow_saves(delay: float) -> None:
@@ -54,14 +65,34 @@ def write_tiny_model(path: Path) -> Path:
 
 def train_args(model: Path, out: Path, max_steps: int) -> list[str]:
     """A full fine-tune of the tiny model on the sample lyrics, a checkpoint after every step."""
-    return [f"model.name={model}", "model.lora=false", f"data.path={HERE.parent / 'data' / 'lyrics.txt'}",
-            "data.block_size=64", "data.val_fraction=0.2", "train.batch_size=4", "train.lr=3e-3",
-            "train.warmup_steps=2", f"train.max_steps={max_steps}", "train.save_every=1", "train.eval_every=5",
-            "train.samples=1", "train.sample_max_new_tokens=8", f"train.out_dir={out}"]
+    return [
+        f"model.name={model}",
+        "model.lora=false",
+        f"data.path={HERE.parent / 'data' / 'lyrics.txt'}",
+        "data.block_size=64",
+        "data.val_fraction=0.2",
+        "train.batch_size=4",
+        "train.lr=3e-3",
+        "train.warmup_steps=2",
+        f"train.max_steps={max_steps}",
+        "train.save_every=1",
+        "train.eval_every=5",
+        "train.samples=1",
+        "train.sample_max_new_tokens=8",
+        f"train.out_dir={out}",
+    ]
 
 
 def command(config: Path, args: list[str], save_delay: float = 0.0) -> list[str]:
-    return [sys.executable, str(Path(__file__).resolve()), "--save-delay", str(save_delay), "train", str(config), *args]
+    return [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--save-delay",
+        str(save_delay),
+        "train",
+        str(config),
+        *args,
+    ]
 
 
 def step_of(path: Path) -> int:
@@ -82,10 +113,12 @@ def inspect_checkpoints(out: Path) -> dict[str, Any]:
             problems.append(f"{c.name} lacks {sorted(missing)}")
         elif json.loads((c / "trainer_state.json").read_text())["step"] != step_of(c):
             problems.append(f"{c.name}: trainer_state.json names another step")
-    return {"complete": [c.name for c in complete],
-            "writing": [p.name for p in partial if step_of(p) > newest],
-            "deleting": [p.name for p in partial if step_of(p) <= newest],
-            "problems": problems}
+    return {
+        "complete": [c.name for c in complete],
+        "writing": [p.name for p in partial if step_of(p) > newest],
+        "deleting": [p.name for p in partial if step_of(p) <= newest],
+        "problems": problems,
+    }
 
 
 def max_abs_difference(a: Path, b: Path) -> float:
@@ -96,8 +129,15 @@ def max_abs_difference(a: Path, b: Path) -> float:
     return max((x[k].float() - y[k].float()).abs().max().item() for k in x)
 
 
-def kill_and_resume(work: Path, kills: int, max_steps: int = 80, save_delay: float = 0.05, window: float = 1.0,
-                    seed: int = 0, log=print) -> dict[str, Any]:
+def kill_and_resume(
+    work: Path,
+    kills: int,
+    max_steps: int = 80,
+    save_delay: float = 0.05,
+    window: float = 1.0,
+    seed: int = 0,
+    log=print,
+) -> dict[str, Any]:
     """Train once straight through; train again, SIGKILLed `kills` times at a random moment (uniform
     within `window` seconds after the run makes progress) and resumed each time; compare the two."""
     rng = random.Random(seed)
@@ -107,14 +147,22 @@ def kill_and_resume(work: Path, kills: int, max_steps: int = 80, save_delay: flo
     config.write_text("task: lyrics\n")
     (work / "logs").mkdir(exist_ok=True)
 
-    def run(out: Path, name: str, delay: float = 0.0, extra: tuple[str, ...] = ()) -> subprocess.Popen:
+    def run(
+        out: Path, name: str, delay: float = 0.0, extra: tuple[str, ...] = ()
+    ) -> subprocess.Popen:
         with (work / "logs" / f"{name}.txt").open("w") as f:
-            return subprocess.Popen(command(config, [*train_args(model, out, max_steps), *extra], delay), env=ENV,
-                                    stdout=f, stderr=subprocess.STDOUT)
+            return subprocess.Popen(
+                command(config, [*train_args(model, out, max_steps), *extra], delay),
+                env=ENV,
+                stdout=f,
+                stderr=subprocess.STDOUT,
+            )
 
     t0 = time.time()
     straight = work / "straight"
-    assert run(straight, "straight").wait(timeout=900) == 0, (work / "logs" / "straight.txt").read_text()[-3000:]
+    assert run(straight, "straight").wait(timeout=900) == 0, (
+        work / "logs" / "straight.txt"
+    ).read_text()[-3000:]
 
     out = work / "killed"
     attempts: list[dict[str, Any]] = []
@@ -126,7 +174,9 @@ def kill_and_resume(work: Path, kills: int, max_steps: int = 80, save_delay: flo
         proc = run(out, f"attempt-{len(attempts)}", save_delay, resume)
         # wait for progress past the checkpoint it starts from (a newer complete checkpoint: a .tmp
         # may be the last run's leftover), then kill at a random moment
-        while proc.poll() is None and not any(step_of(p) > start for p in (out / "checkpoints").glob("step-*[0-9]")):
+        while proc.poll() is None and not any(
+            step_of(p) > start for p in (out / "checkpoints").glob("step-*[0-9]")
+        ):
             time.sleep(0.01)
         time.sleep(rng.uniform(0, window))
         killed = proc.poll() is None
@@ -134,9 +184,13 @@ def kill_and_resume(work: Path, kills: int, max_steps: int = 80, save_delay: flo
             proc.send_signal(signal.SIGKILL)
         rc = proc.wait()
         after = inspect_checkpoints(out)
-        attempts.append({"resumed_from": start if resume else None, "killed": killed, "rc": rc, **after})
-        log(f"attempt {len(attempts)}: from step {start}, {'killed' if killed else f'exited {rc}'}; "
-            f"complete {after['complete']}, writing {after['writing']}, deleting {after['deleting']}")
+        attempts.append(
+            {"resumed_from": start if resume else None, "killed": killed, "rc": rc, **after}
+        )
+        log(
+            f"attempt {len(attempts)}: from step {start}, {'killed' if killed else f'exited {rc}'}; "
+            f"complete {after['complete']}, writing {after['writing']}, deleting {after['deleting']}"
+        )
         if not killed:
             finished = rc == 0
             break
@@ -146,8 +200,14 @@ def kill_and_resume(work: Path, kills: int, max_steps: int = 80, save_delay: flo
         proc = run(out, name, 0.0, resume)
         rc = proc.wait(timeout=900)
         assert rc == 0, (work / "logs" / f"{name}.txt").read_text()[-3000:]
-        attempts.append({"resumed_from": step_of(Path(attempts[-1]["complete"][-1])) if resume else None,
-                         "killed": False, "rc": rc, **inspect_checkpoints(out)})
+        attempts.append(
+            {
+                "resumed_from": step_of(Path(attempts[-1]["complete"][-1])) if resume else None,
+                "killed": False,
+                "rc": rc,
+                **inspect_checkpoints(out),
+            }
+        )
 
     # each resume started from the newest complete checkpoint the kill before it left behind
     resumed_from = []
@@ -155,19 +215,27 @@ def kill_and_resume(work: Path, kills: int, max_steps: int = 80, save_delay: flo
         text = (work / "logs" / f"attempt-{i}.txt").read_text()
         said = re.search(r"resuming from \S*/(step-\d+)", text)
         expected = attempts[i - 1]["complete"][-1] if attempts[i - 1]["complete"] else None
-        resumed_from.append({"attempt": i, "expected": expected, "used": said.group(1) if said else None})
+        resumed_from.append(
+            {"attempt": i, "expected": expected, "used": said.group(1) if said else None}
+        )
     straight_log = [json.loads(x) for x in (straight / "metrics.jsonl").read_text().splitlines()]
     killed_log = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     keys = ("step", "loss", "val_loss", "lr", "tokens")
-    leftovers = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.name.endswith((".tmp", ".old")))
+    leftovers = sorted(
+        str(p.relative_to(out)) for p in out.rglob("*") if p.name.endswith((".tmp", ".old"))
+    )
     return {
         "kills": sum(a["killed"] for a in attempts),
         "runs": len(attempts),
         "kills_during_checkpoint_write": sum(bool(a["killed"] and a["writing"]) for a in attempts),
-        "kills_during_checkpoint_deletion": sum(bool(a["killed"] and a["deleting"]) for a in attempts),
+        "kills_during_checkpoint_deletion": sum(
+            bool(a["killed"] and a["deleting"]) for a in attempts
+        ),
         "max_steps": max_steps,
         "save_delay_s": save_delay,
-        "max_abs_weight_difference": max_abs_difference(straight / "model.safetensors", out / "model.safetensors"),
+        "max_abs_weight_difference": max_abs_difference(
+            straight / "model.safetensors", out / "model.safetensors"
+        ),
         "metrics_log_identical": [{k: r.get(k) for k in keys} for r in straight_log]
         == [{k: r.get(k) for k in keys} for r in killed_log],
         "resumed_from_newest_complete": all(r["expected"] == r["used"] for r in resumed_from),

@@ -37,21 +37,38 @@ from museforge.cli import app
 from museforge.config import load_config
 from museforge.training import RunDirError, train
 
-BASE = ["task=lyrics", f"data.path={DATA / 'lyrics.txt'}", "data.block_size=64", "data.val_fraction=0.2",
-        "train.batch_size=4", "train.lr=3e-3", "train.warmup_steps=2", "train.samples=1",
-        "train.sample_max_new_tokens=8", "model.lora=false", "train.max_steps=12", "train.save_every=2",
-        "train.eval_every=4"]
+BASE = [
+    "task=lyrics",
+    f"data.path={DATA / 'lyrics.txt'}",
+    "data.block_size=64",
+    "data.val_fraction=0.2",
+    "train.batch_size=4",
+    "train.lr=3e-3",
+    "train.warmup_steps=2",
+    "train.samples=1",
+    "train.sample_max_new_tokens=8",
+    "model.lora=false",
+    "train.max_steps=12",
+    "train.save_every=2",
+    "train.eval_every=4",
+]
 
 
 def run(out: Path, *extra: str, tok=None, callback=None) -> Path:
     tok = tok or tiny_tokenizer()
-    return train(load_config(None, [*BASE, f"train.out_dir={out}", *extra]), model=tiny_model(tok), tokenizer=tok,
-                 callback=callback)
+    return train(
+        load_config(None, [*BASE, f"train.out_dir={out}", *extra]),
+        model=tiny_model(tok),
+        tokenizer=tok,
+        callback=callback,
+    )
 
 
 def steps(out: Path) -> list[tuple]:
-    return [(r["step"], r.get("loss"), r.get("val_loss"))
-            for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())]
+    return [
+        (r["step"], r.get("loss"), r.get("val_loss"))
+        for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+    ]
 
 
 def _child(out: Path, extra: tuple, tok, where: tuple, marker: Path) -> None:
@@ -62,7 +79,9 @@ def _child(out: Path, extra: tuple, tok, where: tuple, marker: Path) -> None:
         time.sleep(600)
 
     callback = None
-    if where[0] == "write":  # ("write", step, n): after the n-th file of step's checkpoint is written
+    if (
+        where[0] == "write"
+    ):  # ("write", step, n): after the n-th file of step's checkpoint is written
         save, written = accelerate.checkpointing.save, []
 
         def save_then_hang(obj, path, **kw):
@@ -86,7 +105,9 @@ def _child(out: Path, extra: tuple, tok, where: tuple, marker: Path) -> None:
 def kill_at(out: Path, where: tuple, *extra: str, tok) -> None:
     marker = out.parent / "marker"
     marker.unlink(missing_ok=True)
-    proc = multiprocessing.get_context("fork").Process(target=_child, args=(out, extra, tok, where, marker))
+    proc = multiprocessing.get_context("fork").Process(
+        target=_child, args=(out, extra, tok, where, marker)
+    )
     proc.start()
     deadline = time.time() + 300
     while not marker.exists():
@@ -106,20 +127,28 @@ def test_sigkilled_three_times_resumes_to_the_same_weights(tmp_path, monkeypatch
     kill_at(out, ("write", 4, 1), tok=tok)  # mid-checkpoint: the model file written, the rest not
     seen = inspect_checkpoints(out)
     assert seen["complete"] == ["step-000002"] and seen["writing"] == ["step-000004.tmp"]
-    assert {f.name for f in (out / "checkpoints" / "step-000004.tmp").iterdir()} == {"model.safetensors"}
+    assert {f.name for f in (out / "checkpoints" / "step-000004.tmp").iterdir()} == {
+        "model.safetensors"
+    }
 
     kill_at(out, ("after step", 7), "train.resume=true", tok=tok)  # between checkpoints
     seen = inspect_checkpoints(out)
-    assert seen["complete"] == ["step-000004", "step-000006"] and not seen["writing"]  # the stray .tmp is gone
+    assert (
+        seen["complete"] == ["step-000004", "step-000006"] and not seen["writing"]
+    )  # the stray .tmp is gone
 
     kill_at(out, ("write", 10, 2), "train.resume=true", tok=tok)  # model and optimizer written
     seen = inspect_checkpoints(out)
-    assert seen["complete"] == ["step-000006", "step-000008"] and seen["writing"] == ["step-000010.tmp"]
+    assert seen["complete"] == ["step-000006", "step-000008"] and seen["writing"] == [
+        "step-000010.tmp"
+    ]
     assert not seen["problems"]
 
     resumed = run(out, "train.resume=true", tok=tok)
     assert max_abs_difference(straight / "model.safetensors", resumed / "model.safetensors") == 0.0
-    assert steps(resumed) == steps(straight)  # the log holds each step once, as in the uninterrupted run
+    assert steps(resumed) == steps(
+        straight
+    )  # the log holds each step once, as in the uninterrupted run
     assert inspect_checkpoints(out)["complete"] == ["step-000010", "step-000012"]
     assert not [p for p in out.rglob("*") if p.name.endswith((".tmp", ".old"))]
 
@@ -127,7 +156,9 @@ def test_sigkilled_three_times_resumes_to_the_same_weights(tmp_path, monkeypatch
 @pytest.mark.slow
 def test_sigkilled_cli_at_random_moments(tmp_path):
     """The CLI in a subprocess, killed at random moments (checkpoint writes slowed to land in them)."""
-    result = kill_and_resume(tmp_path, kills=5, max_steps=50, save_delay=0.02, seed=1, log=lambda _: None)
+    result = kill_and_resume(
+        tmp_path, kills=5, max_steps=50, save_delay=0.02, seed=1, log=lambda _: None
+    )
     assert result["kills"] == 5 and result["max_abs_weight_difference"] == 0.0
     assert result["resumed_from_newest_complete"] and result["metrics_log_identical"]
     assert result["incomplete_checkpoints_seen"] == [] and result["leftovers"] == []
@@ -135,7 +166,14 @@ def test_sigkilled_cli_at_random_moments(tmp_path):
 
 def test_leftovers_of_a_killed_run_are_tidied(tmp_path):
     ckpts = tmp_path / "checkpoints"
-    for d in ("checkpoints/step-000004", "checkpoints/step-000006.tmp", "best.old", "final.tmp", "x.old", "x"):
+    for d in (
+        "checkpoints/step-000004",
+        "checkpoints/step-000006.tmp",
+        "best.old",
+        "final.tmp",
+        "x.old",
+        "x",
+    ):
         (tmp_path / d).mkdir(parents=True)
     (tmp_path / "best.old" / "model.safetensors").write_text("the only copy")
     training._tidy(tmp_path)  # killed between _atomic_dir's two renames: best.old is the only best
@@ -150,11 +188,21 @@ def test_leftovers_of_a_killed_run_are_tidied(tmp_path):
 def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path, tiny_model_dir):
     config = tmp_path / "tiny.yaml"
     config.write_text("task: lyrics\n")
-    args = [*BASE[1:], f"model.name={tiny_model_dir}", "train.max_steps=80", "train.save_every=50",
-            "train.eval_every=20"]
+    args = [
+        *BASE[1:],
+        f"model.name={tiny_model_dir}",
+        "train.max_steps=80",
+        "train.save_every=50",
+        "train.eval_every=20",
+    ]
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "museforge", "train", str(config), *args, f"train.out_dir={out}"],
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "museforge", "train", str(config), *args, f"train.out_dir={out}"],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     log = out / "metrics.jsonl"
     deadline = time.time() + 300
     while not (log.exists() and len(log.read_text().splitlines()) >= 2):
@@ -163,12 +211,16 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path, tiny_model_d
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err[-3000:]
-    said = re.search(r"museforge: interrupted at step (\d+); checkpoint saved to (\S+); resume with: (.+)", err)
+    said = re.search(
+        r"museforge: interrupted at step (\d+); checkpoint saved to (\S+); resume with: (.+)", err
+    )
     assert said, err[-3000:]
     step = int(said.group(1))
     assert 2 <= step < 80
     ckpt = Path(said.group(2))
-    assert ckpt == out / "checkpoints" / f"step-{step:06d}"  # saved at the interrupt, not at a save_every step
+    assert (
+        ckpt == out / "checkpoints" / f"step-{step:06d}"
+    )  # saved at the interrupt, not at a save_every step
     assert CHECKPOINT_FILES <= {f.name for f in ckpt.iterdir()}
     assert json.loads((ckpt / "trainer_state.json").read_text())["step"] == step
     assert not (out / "model.safetensors").exists()  # stopped, not finished
@@ -179,9 +231,14 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path, tiny_model_d
     resumed = runner.invoke(app, command[1:])  # the printed command, as printed
     assert resumed.exit_code == 0, resumed.output
     assert f"resuming from {ckpt} (step {step})" in resumed.output
-    straight = runner.invoke(app, ["train", str(config), *args, f"train.out_dir={tmp_path / 'straight'}"])
+    straight = runner.invoke(
+        app, ["train", str(config), *args, f"train.out_dir={tmp_path / 'straight'}"]
+    )
     assert straight.exit_code == 0, straight.output
-    assert max_abs_difference(tmp_path / "straight" / "model.safetensors", out / "model.safetensors") == 0.0
+    assert (
+        max_abs_difference(tmp_path / "straight" / "model.safetensors", out / "model.safetensors")
+        == 0.0
+    )
     assert steps(out) == steps(tmp_path / "straight")
 
 
@@ -213,18 +270,25 @@ def cli_train(tmp_path, out, *extra):
         tok = tiny_tokenizer()
         tiny_model(tok).save_pretrained(tok_dir)
         tok.save_pretrained(tok_dir)
-    return CliRunner().invoke(app, ["train", str(config), *BASE[1:], f"model.name={tok_dir}",
-                                    f"train.out_dir={out}", *extra])
+    return CliRunner().invoke(
+        app,
+        ["train", str(config), *BASE[1:], f"model.name={tok_dir}", f"train.out_dir={out}", *extra],
+    )
 
 
 def test_full_disk_is_refused_before_training(tmp_path, monkeypatch):
-    monkeypatch.setattr(training.shutil, "disk_usage", lambda path: Usage(10**9, 10**9 - 10**5, 10**5))
+    monkeypatch.setattr(
+        training.shutil, "disk_usage", lambda path: Usage(10**9, 10**9 - 10**5, 10**5)
+    )
     out = tmp_path / "runs" / "new"
     r = cli_train(tmp_path, out)
     assert r.exit_code == 2, r.output
     errors = [line for line in r.output.splitlines() if "error" in line]
     assert len(errors) == 1 and errors[0].startswith("museforge: error: ")  # one line
-    assert f"train.out_dir={out}: 0 MB free on that disk, but a checkpoint plus the exported model need about" in r.output
+    assert (
+        f"train.out_dir={out}: 0 MB free on that disk, but a checkpoint plus the exported model need about"
+        in r.output
+    )
     assert not (tmp_path / "runs").exists()  # no run dir left behind
 
 
@@ -243,7 +307,9 @@ def test_unwritable_out_dir_is_refused(tmp_path):
         r = cli_train(tmp_path, locked / "run")
     finally:
         locked.chmod(0o755)
-    assert r.exit_code == 2 and f"cannot write to {locked} (Permission denied)" in r.output, r.output
+    assert r.exit_code == 2 and f"cannot write to {locked} (Permission denied)" in r.output, (
+        r.output
+    )
     assert list(locked.iterdir()) == []
 
 
@@ -262,20 +328,27 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_ones(tmp_path, monkeyp
             full.append(path)
             if failure == "OSError":
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
-            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+            raise RuntimeError(
+                "[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534"
+            )
         save(obj, path, **kw)
 
     monkeypatch.setattr(accelerate.checkpointing, "save", fill_up)
-    monkeypatch.setattr(training.shutil, "disk_usage",
-                        lambda p: Usage(10**9, 10**9, 0) if full else real_usage(p))
+    monkeypatch.setattr(
+        training.shutil, "disk_usage", lambda p: Usage(10**9, 10**9, 0) if full else real_usage(p)
+    )
     out = tmp_path / "full"
     with pytest.raises(RunDirError) as e:
         run(out, tok=tok)
     assert str(e.value).startswith(f"could not write {out / 'checkpoints' / 'step-000004'}: ")
     assert ("No space left on device" if failure == "OSError" else "unexpected pos") in str(e.value)
-    assert "(0 MB free on that disk" in str(e.value) and str(e.value).endswith("; step-000002 is kept")
+    assert "(0 MB free on that disk" in str(e.value) and str(e.value).endswith(
+        "; step-000002 is kept"
+    )
     assert inspect_checkpoints(out)["complete"] == ["step-000002"]
-    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-000002"]  # the partial dir is gone
+    assert [p.name for p in (out / "checkpoints").iterdir()] == [
+        "step-000002"
+    ]  # the partial dir is gone
 
     monkeypatch.undo()  # space freed
     resumed = run(out, "train.resume=true", tok=tok)
