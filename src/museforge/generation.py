@@ -234,18 +234,16 @@ class Generator:
         penalties) is appended to it: a fluency score for reranking.
         """
         n = n or settings.num_return_sequences
-        # A prompt is a topic, not a document: one that does not fit is refused, not cut (cutting
-        # from the left would drop the instruction and the model would write something else).
-        window, new_tokens = self.context_window, hf.get("max_new_tokens", settings.max_new_tokens)
+        # A prompt is a topic, not a document: one that fills the context is refused, not cut (cutting
+        # from the left would drop the instruction and the model would write something else). The
+        # output is capped to the room the prompt leaves: the model cannot see further anyway.
+        window = self.context_window
         if len(input_ids) >= window:
-            raise UserError(f"the prompt is {len(input_ids)} tokens, longer than the model's context of {window} "
-                            "tokens: shorten the prompt")
-        if len(input_ids) + new_tokens > window:
-            raise UserError(f"the prompt ({len(input_ids)} tokens) plus max_new_tokens={new_tokens} exceed the "
-                            f"model's context of {window} tokens: lower max_new_tokens to at most "
-                            f"{window - len(input_ids)} or shorten the prompt")
+            raise UserError(f"the prompt is {len(input_ids)} tokens, as long as the model's whole context of "
+                            f"{window} tokens: shorten the prompt")
         ids = torch.tensor([input_ids] * n, device=self.device)  # n rows: sampled or greedy alike
         kwargs = {**self.hf_kwargs(settings), **self.hf_extra, **hf}
+        kwargs["max_new_tokens"] = min(kwargs["max_new_tokens"], window - len(input_ids))
         if logprobs is not None:
             kwargs.update(output_logits=True, return_dict_in_generate=True)
         devices = [self.device.index or 0] if self.device.type == "cuda" else []

@@ -126,7 +126,7 @@ def _build_model(cfg: Config, task, tokenizer):
         model = AutoModelForCausalLM.from_config(mconf)
         info["base_model"] = f"scratch:{model_type}"
     else:
-        model, source = load_model(cfg.model.name, task.name, trainable=True)
+        model, source = load_model(cfg.model.name, task.name, trainable=True, trust_remote_code=cfg.model.trust_remote_code)
         info["base_model"] = run_info(source["path"]).get("base_model", cfg.model.name)
         if source["adapter"]:
             info["init_adapter"] = source["adapter"]
@@ -291,7 +291,8 @@ def _train(config: Config | str | Path, overrides: list[str] | None, model, toke
 
     # Model and data
     if tokenizer is None:
-        tokenizer = task.new_tokenizer(cfg.model.name) if cfg.model.scratch else task.load_tokenizer(resolve(cfg.model.name, task.name))
+        tokenizer = (task.new_tokenizer(cfg.model.name) if cfg.model.scratch else task.load_tokenizer(
+            resolve(cfg.model.name, task.name), trust_remote_code=cfg.model.trust_remote_code))
     if model is None:
         model, model_info = _build_model(cfg, task, tokenizer)
     else:
