@@ -242,6 +242,62 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path, tiny_model_d
     assert steps(out) == steps(tmp_path / "straight")
 
 
+def test_ctrl_c_stops_every_process_at_the_same_step(tmp_path, tiny_model_dir):
+    """Two processes under torchrun, Ctrl-C as a terminal sends it (to the whole process group; the
+    launcher forwards it once more): both ranks stop at one step and save one checkpoint together."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text("task: lyrics\n")
+    out = tmp_path / "run"
+    args = [
+        *BASE[1:],
+        f"model.name={tiny_model_dir}",
+        "train.precision=no",
+        "train.batch_size=2",
+        "train.max_steps=400",
+        "train.save_every=100",
+        "train.eval_every=100",
+        "train.samples=0",
+        f"train.out_dir={out}",
+    ]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(29700 + os.getpid() % 1000),
+        "-m",
+        "museforge",
+        "train",
+        str(config),
+        *args,
+    ]
+    proc = subprocess.Popen(
+        command,
+        env=ENV,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    log = out / "metrics.jsonl"
+    deadline = time.time() + 300
+    while not (log.exists() and len(log.read_text().splitlines()) >= 3):
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-3000:]
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)  # well inside torchrun's 30 s grace: no rank hung
+    said = re.findall(r"museforge: interrupted at step (\d+); checkpoint saved to (\S+);", output)
+    assert len(said) == 1, output[-3000:]  # one report, from the main process
+    step, ckpt = int(said[0][0]), Path(said[0][1])
+    assert ckpt == out / "checkpoints" / f"step-{step:06d}" and step < 400
+    assert CHECKPOINT_FILES | {"random_states_1.pkl"} <= {
+        f.name for f in ckpt.iterdir()
+    }  # both ranks saved
+    assert [p.name for p in ckpt.parent.iterdir()] == [ckpt.name]
+
+
 def test_a_second_ctrl_c_quits_at_once():
     with training._CtrlC() as ctrl_c:
         with pytest.raises(KeyboardInterrupt):  # outside the loop (loading, exporting): at once

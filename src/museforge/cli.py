@@ -83,10 +83,12 @@ def generate(
     quantize: Annotated[str, Opt(help="int8: int8 weights for faster CPU decoding (opt-in; outputs change slightly)")] = "",
     image: Annotated[Path | None, Opt(help="write from this picture: what is in it joins the prompt (not melody)")] = None,
     vision_model: Annotated[str | None, Opt(help="with --image: a Hugging Face image-classification or captioning model")] = None,
+    trust_remote_code: Annotated[bool, Opt(help="let a Hub model run its own Python code (only for models you trust)")] = False,
     as_json: Annotated[bool, Opt("--json", help="print outputs with provenance as JSON")] = False,
 ) -> None:
     """Generate lyrics, a poem, a story (from a prompt and/or --image) or a melody."""
-    from museforge.generation import load_generator
+    from museforge.generation import check_request, load_generator
+    from museforge.tasks import get_task
 
     kwargs: dict[str, Any] = dict(seed=seed, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                   top_k=top_k, repetition_penalty=repetition_penalty,
@@ -95,6 +97,8 @@ def generate(
                      tempo=tempo, time_signature=time_signature, bars=bars, instrument=instrument,
                      primer=str(primer) if primer else None)
     kwargs.update({k: v for k, v in task_opts.items() if v is not None})
+    t = get_task(task)
+    _check_outputs(task, out, wav, png)  # before any model loads or file is written
     if task != "melody" and not prompt.strip() and image is None:
         raise UserError(f"give a prompt: museforge generate {task} \"a topic\" (or --image FILE)")
     if image is not None or vision_model:
@@ -106,10 +110,11 @@ def generate(
 
         kwargs["image"] = seen = identify(image, vision_model=vision_model or "default")  # before the LM loads
         typer.echo(f"museforge: seen in {image}: {seen.description}", err=True)
-    gen = load_generator(task, model, style if task == "melody" or _is_shipped_style(task, style) else "",
-                         quantize=quantize)
-    if style and not _is_shipped_style(task, style) and "style" in gen.task.options:
-        kwargs["style"] = style
+    shipped = task == "melody" or _is_shipped_style(task, style)
+    if style and not shipped and "style" in t.options:
+        kwargs["style"] = style  # a free style tag, part of the prompt
+    check_request(t, prompt, **kwargs)
+    gen = load_generator(task, model, style if shipped else "", quantize=quantize, trust_remote_code=trust_remote_code)
     result = gen.generate(prompt, **kwargs)
     outputs = result if isinstance(result, list) else [result]
     if task == "melody":
@@ -126,6 +131,22 @@ def _is_shipped_style(task: str, style: str) -> bool:
     from museforge.styles import available_styles
 
     return style in available_styles(task)
+
+
+def _check_outputs(task: str, out: Path | None, wav: Path | None, png: Path | None) -> None:
+    """Output files must be files with the right suffix in an existing folder (checked before any work)."""
+    given = {"--out": (out, ".mid"), "--wav": (wav, ".wav"), "--png": (png, ".png")}
+    for flag, (path, suffix) in given.items():
+        if path is None:
+            continue
+        if task != "melody":
+            raise UserError(f"{flag} writes melody files: drop it, or run museforge generate melody {flag} {path}")
+        if path.is_dir():
+            raise UserError(f"{flag} {path} is a folder: give a file name, e.g. {path / ('melody' + suffix)}")
+        if path.suffix.lower() not in ({".mid", ".midi"} if suffix == ".mid" else {suffix}):
+            raise UserError(f"{flag} {path}: the file name must end in {suffix}, e.g. {path.with_suffix(suffix)}")
+        if not path.parent.is_dir():
+            raise UserError(f"{flag} {path}: the folder {path.parent} does not exist: create it first")
 
 
 def _save_melodies(outputs: list, out: Path | None, wav: Path | None, png: Path | None) -> list:
@@ -159,8 +180,9 @@ def train(
     except TrainingInterrupted as e:  # Ctrl-C: a checkpoint was saved; say how to go on
         kept = [o for o in ctx.args if not o.startswith(("train.out_dir=", "train.resume="))]
         again = shlex.join(["museforge", "train", str(config), *kept, f"train.out_dir={e.run}", "--resume"])
-        typer.echo(f"museforge: interrupted at step {e.step}; checkpoint saved to {e.checkpoint}; "
-                   f"resume with: {again}", err=True)
+        if e.main:  # one line, not one per process
+            typer.echo(f"museforge: interrupted at step {e.step}; checkpoint saved to {e.checkpoint}; "
+                       f"resume with: {again}", err=True)
         raise typer.Exit(code=130) from None
     typer.echo(str(run))
 
@@ -270,12 +292,16 @@ def demo(
     model: Annotated[str, Opt(help="default model of the text tabs: model id, local dir or run dir")] = "default",
     melody_model: Annotated[str, Opt(help="default model of the Melody tab")] = "default",
     share: Annotated[bool, Opt("--share/--no-share", help="open a public gradio.live link (off by default)")] = False,
+    model_root: Annotated[list[Path] | None, Opt(help="a folder whose models may be typed into the page (repeatable)")] = None,
 ) -> None:
     """Start the Gradio app (all tasks and fine-tuning) at http://HOST:PORT."""
     from museforge.ui import serve
 
+    missing = [p for p in model_root or [] if not p.is_dir()]
+    if missing:
+        raise UserError(f"--model-root {missing[0]}: not a folder: give a folder that holds model directories")
     typer.echo(f"museforge: starting the app on http://{host}:{port} (Ctrl+C to stop)", err=True)
-    serve(model=model, melody_model=melody_model, host=host, port=port, share=share)
+    serve(model=model, melody_model=melody_model, host=host, port=port, share=share, model_roots=model_root or [])
 
 
 def main(argv: list[str] | None = None) -> int:

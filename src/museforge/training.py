@@ -43,8 +43,8 @@ class RunDirError(OSError):
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C (SIGINT) stopped training after a complete step; a checkpoint was saved first."""
 
-    def __init__(self, run: Path, checkpoint: Path, step: int):
-        self.run, self.checkpoint, self.step = run, checkpoint, step
+    def __init__(self, run: Path, checkpoint: Path, step: int, main: bool = True):
+        self.run, self.checkpoint, self.step, self.main = run, checkpoint, step, main  # main: the rank that reports
         super().__init__(f"interrupted at step {step}; checkpoint saved to {checkpoint}; "
                          f"resume with train.resume=true train.out_dir={run}")
 
@@ -53,10 +53,15 @@ class _CtrlC:
     """While the loop runs, the first SIGINT asks it to stop after the current step and save;
     a second one (or one outside the loop) interrupts at once. Checkpoints are written atomically,
     so an immediate interrupt leaves the previous ones intact. Signal handlers belong to the main
-    thread: elsewhere (the app's Fine-tune tab) this does nothing."""
+    thread: elsewhere (the app's Fine-tune tab) this does nothing.
+
+    Several processes: a launcher (torchrun, accelerate launch) forwards Ctrl-C to every rank, which
+    then sees it twice; the later ones are ignored (one rank quitting alone would leave the others
+    waiting in a collective), and the launcher's own timeout (torchrun: 30 s, then SIGKILL) is the
+    hard stop."""
 
     def __init__(self) -> None:
-        self.armed = self.requested = False
+        self.armed = self.requested = self.distributed = self.quiet = False
         self.previous: Any = None
 
     def __enter__(self) -> _CtrlC:
@@ -69,11 +74,14 @@ class _CtrlC:
             signal.signal(signal.SIGINT, self.previous)
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if not self.armed or self.requested:
+        if not self.armed or (self.requested and not self.distributed):
             raise KeyboardInterrupt
+        if self.requested:
+            return
         self.requested = True
-        print("\nmuseforge: stopping after this step to save a checkpoint (Ctrl-C again to quit at once)",
-              file=sys.stderr, flush=True)
+        if not self.quiet:
+            again = "" if self.distributed else " (Ctrl-C again to quit at once)"
+            print(f"\nmuseforge: stopping after this step to save a checkpoint{again}", file=sys.stderr, flush=True)
 
 
 def collate(blocks: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
@@ -464,7 +472,7 @@ def _train(config: Config | str | Path, overrides: list[str] | None, model, toke
 
     # The loop
     model.train()
-    ctrl_c.armed = True  # from here Ctrl-C means "save and stop" (see _CtrlC)
+    ctrl_c.armed, ctrl_c.distributed, ctrl_c.quiet = True, accelerator.num_processes > 1, not main  # see _CtrlC
     bar = tqdm(total=max_steps, initial=state["step"], desc=f"train {task.name}", disable=not main, dynamic_ncols=True)
     if main:  # the log holds exactly the steps up to the checkpoint resumed from, not a killed run's later ones
         (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in state["history"]))
@@ -541,7 +549,7 @@ def _train(config: Config | str | Path, overrides: list[str] | None, model, toke
             if interrupted:
                 bar.close()
                 log.close() if main else None
-                raise TrainingInterrupted(out, saved, state["step"])
+                raise TrainingInterrupted(out, saved, state["step"], main)
             if stop:
                 break
         else:
