@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from museforge.errors import UserError
+
 __version__ = "0.1.0"
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -38,7 +40,13 @@ def _cached(task: str, model: str, style: str):
 
 
 def generate(task: str, prompt: str = "", model: str = "default", style: str = "", **kwargs: Any):
-    """Generate for any task; returns an Output (a Melody for melody), or a list when n > 1."""
+    """Generate for any task; returns an Output (a Melody for melody), or a list when n > 1.
+
+    Bad arguments raise museforge.UserError (one line naming the input and the fix) before any
+    model is loaded."""
+    from museforge.generation import check_request
+
+    check_request(task, prompt, **kwargs)
     return _cached(task, model, style).generate(prompt, **kwargs)
 
 
@@ -102,5 +110,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-__all__ = ["generate", "generate_lyrics", "generate_melody", "generate_poem", "generate_story", "identify", "load_generator",
+__all__ = ["UserError", "generate", "generate_lyrics", "generate_melody", "generate_poem", "generate_story", "identify", "load_generator",
            "train", "TASKS"]

@@ -206,12 +206,14 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if tp is float:
             number = float(value)
             if not math.isfinite(number):
-                raise ValueError(value)
+                raise ConfigError(f"{key}: expected a finite number, got {value!r}")
             return number
         if tp is str:
             if isinstance(value, bool):  # YAML 1.1 reads a bare no/yes as a boolean
                 return "yes" if value else "no"
             return "" if value is None else str(value)
+    except ConfigError:
+        raise
     except (TypeError, ValueError):
         raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}") from None
     return value
@@ -253,6 +255,8 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
 def _merge(a: dict, b: dict) -> dict:
     out = dict(a)
     for k, v in b.items():
+        if isinstance(v, dict) and k in out and not isinstance(out[k], dict):
+            raise ConfigError(f"'{k}' is a section, not {out[k]!r}: give its fields, e.g. {k}:\n  key: value")
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 

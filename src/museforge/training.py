@@ -264,6 +264,10 @@ def _train(config: Config | str | Path, overrides: list[str] | None, model, toke
 
     cfg = config if isinstance(config, Config) else load_config(config, overrides)
     task = get_task(cfg.task)
+    if task.kind == "text" and cfg.data.path:
+        from museforge.data import check_documents
+
+        check_documents(cfg.data.path, cfg.data.text_field)  # a bad data file fails now, not after the model loads
     t = cfg.train
     precision = _precision(t.precision)
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:
