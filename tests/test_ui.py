@@ -16,7 +16,9 @@ from museforge.ui import App, ModelCache, build_app, gr, new_session
 
 @pytest.fixture(scope="module")
 def app(tiny_model_dir, tmp_path_factory):
-    return make_app(tiny_model_dir, tmp_path_factory.mktemp("runs")).museforge
+    app = make_app(tiny_model_dir, tmp_path_factory.mktemp("runs")).museforge
+    app.upload_dirs += [tmp_path_factory.getbasetemp(), ROOT / "data"]  # the tests' files stand in for uploads
+    return app
 
 
 def sampling(seed=2, num=1, max_new_tokens=24, **kw):
@@ -94,10 +96,12 @@ def test_api_errors_become_one_line(app):
     with pytest.raises(gr.Error, match="top_p must be in") as e:
         list(app.write("lyrics", "rain", "default", {}, sampling(top_p=0)))
     assert "\n" not in e.value.message
-    with pytest.raises(gr.Error, match="does not exist"):
+    with pytest.raises(gr.Error, match="outside the folders this app loads models from"):
         list(app.write("lyrics", "rain", "/no/such/model", {}, sampling()))
-    with pytest.raises(gr.Error, match="not a model directory"):
+    with pytest.raises(gr.Error, match="outside the folders this app loads models from"):
         list(app.write("lyrics", "rain", str(ROOT / "configs"), {}, sampling()))
+    with pytest.raises(gr.Error, match="does not exist"):
+        list(app.write("lyrics", "rain", str(app.runs_dir / "no-such-run"), {}, sampling()))
     with pytest.raises(gr.Error, match="no shipped lyrics style"):
         list(app.write("lyrics", "rain", "style:nonesuch", {}, sampling()))
     assert write(app)[-1][0]  # and the app still works

@@ -24,6 +24,7 @@ import queue
 import random
 import re
 import shutil
+import sys
 import threading
 import time
 import uuid
@@ -56,7 +57,12 @@ LENGTHS = ["short", "medium", "long"]
 TIME_SIGNATURES = ["4/4", "3/4", "2/4", "6/8", "5/4", "7/8", "9/8", "12/8"]
 TEXT_SUFFIXES = {".txt", ".md", ".jsonl", ".json", ".csv"}
 MIDI_SUFFIXES = {".mid", ".midi"}
+MAX_UPLOAD = 100 * 2**20  # bytes of one uploaded file (Gradio refuses larger uploads first)
 MAX_UNZIPPED = 200 * 2**20  # bytes a training zip may expand to
+MAX_ZIP_FILES = 5000  # training files in one zip
+MAX_ZIP_RATIO = 100  # text and MIDI deflate 3-10x; a member expanding 100x+ is a zip bomb
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 EXAMPLES = {
     # [topic, style, sections, rhyme, syllables]
     "lyrics": [["rain on a city night", "", "", "", ""],
@@ -76,11 +82,9 @@ EXAMPLES = {
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean "fix your input": shown as one line, never as a traceback."""
-    from museforge.config import ConfigError
-    from museforge.data import DataError
-    from museforge.models import ModelNotFoundError
+    from museforge.errors import UserError
 
-    return (ConfigError, DataError, ModelNotFoundError, ValueError, TypeError, FileNotFoundError)
+    return (UserError, ValueError, TypeError, FileNotFoundError)
 
 
 def _one_line(e: BaseException) -> str:
@@ -159,13 +163,21 @@ class App:
 
     def __init__(self, model: str | None = None, melody_model: str | None = None,
                  loader: Callable[[str, str, str], Any] | None = None, runs_dir: str | Path | None = None,
-                 configs_dir: str | Path | None = None, cache_size: int = 3):
+                 configs_dir: str | Path | None = None, cache_size: int = 3,
+                 model_roots: Sequence[str | Path] = ()):
         self.text_model = str(model) if model else "default"
         self.melody_model = str(melody_model) if melody_model else "default"
         self.models = ModelCache(loader or _default_loader, cache_size)
         self.runs_dir = Path(runs_dir) if runs_dir else cache_dir() / "runs"
         self.configs_dir = Path(configs_dir) if configs_dir else Path(__file__).resolve().parents[2] / "configs"
         self.files_dir = Path(os.environ["GRADIO_TEMP_DIR"]) / "museforge"
+        self.upload_dirs = [Path(os.environ["GRADIO_TEMP_DIR"])]
+        """Where uploaded files may be read from (Gradio puts uploads here)."""
+        launched = [Path(m).expanduser() for m in (self.text_model, self.melody_model) if Path(m).expanduser().is_dir()]
+        self.model_roots = [self.runs_dir, cache_dir(), *launched, *map(Path, model_roots)]
+        """Folders a model path typed into the page may point into (the runs, the cache, the models
+        the app was started with, and any --model-root): the person at the browser may not be the
+        one who started the server, so the server's owner decides at launch which folders load."""
         self.dropdowns: dict[str, gr.Dropdown] = {}  # each tab's model menu (the page, not user data)
         self.session: gr.State | None = None
 
@@ -181,9 +193,36 @@ class App:
         choices += [(f"trained: {r['label']}", r["path"]) for r in (session or {}).get("runs", []) if r["task"] == task]
         return choices
 
+    def allowed_model(self, choice: str) -> str:
+        """`choice` if the page may load it: a menu value, a Hub id, or a folder under model_roots."""
+        path = Path(choice).expanduser()
+        if choice in ("default",) or choice.startswith("style:") or (HUB_ID.fullmatch(choice) and ".." not in choice
+                                                                      and not path.exists()):
+            return choice
+        real = path.resolve()  # follows symlinks and ..: a link out of a root does not count as inside
+        if any(real.is_relative_to(root.expanduser().resolve()) for root in self.model_roots):
+            return choice
+        raise gr.Error(f"The model '{choice}' is outside the folders this app loads models from (its runs and "
+                       "cache): pick one from the menu, type a Hub id, or start the app with --model-root FOLDER.",
+                       print_exception=False)
+
+    def uploaded(self, upload: str | Path, what: str) -> Path:
+        """An uploaded file's path, checked to lie in Gradio's upload folder and to be of a sane size."""
+        path = Path(upload)
+        real = path.resolve()
+        if not any(real.is_relative_to(d.resolve()) for d in self.upload_dirs):
+            raise gr.Error(f"The {what} '{path.name}' is not an uploaded file: upload it with the file box.",
+                           print_exception=False)
+        if not real.is_file():
+            raise gr.Error(f"The {what} '{path.name}' is not a file: upload one file.", print_exception=False)
+        if real.stat().st_size > MAX_UPLOAD:
+            raise gr.Error(f"The {what} '{path.name}' is {real.stat().st_size / 2**20:.0f} MB; uploads are limited to "
+                           f"{MAX_UPLOAD // 2**20} MB: upload a smaller file or a .zip.", print_exception=False)
+        return path
+
     def generator(self, task: str, choice: str | None, progress: gr.Progress | None = None):
         """The Generator for a model choice: "default", "style:NAME", a run dir, a path or Hub id."""
-        choice = (choice or "default").strip()
+        choice = self.allowed_model((choice or "default").strip())
         model, style = choice, ""
         if choice.startswith("style:"):  # a shipped adapter on museforge's own default model
             model, style = "default", choice.split(":", 1)[1]
@@ -288,6 +327,7 @@ class App:
             if options["bars"] is not None and not 1 <= options["bars"] <= 64:
                 raise gr.Error("Bars must be between 1 and 64.", print_exception=False)
             if primer:
+                primer = str(self.uploaded(primer, "primer"))
                 if Path(primer).suffix.lower() not in MIDI_SUFFIXES:
                     raise gr.Error(f"The primer must be a MIDI file (.mid), not '{Path(primer).name}'.",
                                    print_exception=False)
@@ -341,26 +381,31 @@ class App:
         if not upload:
             raise gr.Error("Upload a training file first: .txt, .jsonl, .csv, .mid or a .zip of them.",
                            print_exception=False)
-        src = Path(upload)
+        src = self.uploaded(upload, "training file")
         suffix = src.suffix.lower()
         wanted = MIDI_SUFFIXES if task == "melody" else TEXT_SUFFIXES
         if suffix not in TEXT_SUFFIXES | MIDI_SUFFIXES | {".zip"}:
             raise gr.Error(f"'{src.name}' is not a training file: upload .txt, .md, .jsonl, .json, .csv, .mid "
                            "or a .zip of them.", print_exception=False)
-        target = self.session_dir(session) / f"data-{uuid.uuid4().hex[:6]}"
-        target.mkdir()
-        if suffix == ".zip":
-            _unzip(src, target, wanted)
-            if not any(f.suffix.lower() in wanted for f in target.rglob("*")):
-                raise gr.Error(f"'{src.name}' holds no {' or '.join(sorted(wanted))} files for the {task} task.",
-                               print_exception=False)
-            return target
-        if suffix not in wanted:
+        if suffix not in wanted | {".zip"}:
             kind = "MIDI" if task == "melody" else "text"
             raise gr.Error(f"The {task} task trains on {kind} files ({', '.join(sorted(wanted))}), "
                            f"not '{src.name}'.", print_exception=False)
-        shutil.copy(src, target / src.name)
-        return target / src.name
+        target = self.session_dir(session) / f"data-{uuid.uuid4().hex[:6]}"
+        target.mkdir()
+        try:
+            if suffix == ".zip":
+                _unzip(src, target, wanted)
+                if not any(f.suffix.lower() in wanted for f in target.rglob("*")):
+                    raise gr.Error(f"'{src.name}' holds no {' or '.join(sorted(wanted))} files for the {task} task: "
+                                   "zip the training files themselves.", print_exception=False)
+                return target
+            name = re.sub(r"[^\w.-]", "_", src.name)  # Gradio keeps the client's file name: trust no part of it
+            shutil.copy(src, target / name)
+            return target / name
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)  # nothing half-copied stays behind
+            raise
 
     def train(self, session: dict, upload: str | None, task: str, preset: str, steps: float,
               base_choice: str | None, progress: gr.Progress | None = None) -> Iterator[dict[str, Any]]:
@@ -390,7 +435,7 @@ class App:
             if base.startswith("style:"):
                 raise gr.Error("Fine-tune from the default model or a run, not from a style adapter.",
                                print_exception=False)
-            base = (self.melody_model if task == "melody" else self.text_model) if base == "default" else base
+            base = (self.melody_model if task == "melody" else self.text_model) if base == "default" else self.allowed_model(base)
             if base != "default":
                 sections["model"] = {"name": base}
             cfg = load_config(path, **sections)
@@ -470,25 +515,50 @@ class App:
 def _readable_midi(path: str | Path) -> None:
     from museforge.music.tokenizer import load_score
 
+    from museforge.errors import UserError
+
     try:
         load_score(path)
-    except Exception as e:  # symusic raises RuntimeError on a corrupt file
+    except UserError as e:  # missing, empty, huge, not MIDI, corrupt: the API's own line
+        raise gr.Error(_one_line(e), print_exception=False) from None
+    except Exception as e:  # noqa: BLE001 - anything else symusic may raise
         raise gr.Error(f"'{Path(path).name}' is not a readable MIDI file ({_one_line(e)}).",
                        print_exception=False) from None
 
 
 def _unzip(src: Path, target: Path, wanted: set[str]) -> None:
+    """Extract the training files of a zip, flat, after checking it is not a zip bomb: the declared
+    sizes (total, and each member's expansion ratio) are checked before anything is written, and
+    the bytes really written are counted too, in case the declared sizes lie."""
     try:
         with zipfile.ZipFile(src) as z:
             members = [m for m in z.infolist() if not m.is_dir() and Path(m.filename).suffix.lower() in wanted
                        and not Path(m.filename).name.startswith(".") and "__MACOSX" not in m.filename]
+            if len(members) > MAX_ZIP_FILES:
+                raise gr.Error(f"'{src.name}' holds {len(members)} training files; at most {MAX_ZIP_FILES} per zip.",
+                               print_exception=False)
             if sum(m.file_size for m in members) > MAX_UNZIPPED:
-                raise gr.Error(f"'{src.name}' expands to more than {MAX_UNZIPPED // 2**20} MB.", print_exception=False)
+                raise gr.Error(f"'{src.name}' expands to more than {MAX_UNZIPPED // 2**20} MB: upload less data.",
+                               print_exception=False)
+            bomb = next((m for m in members if m.file_size > 2**20 and m.file_size > MAX_ZIP_RATIO * max(m.compress_size, 1)), None)
+            if bomb is not None:
+                raise gr.Error(f"'{src.name}' looks like a zip bomb: {Path(bomb.filename).name} expands "
+                               f"{bomb.file_size // max(bomb.compress_size, 1)}x; zip the files normally.",
+                               print_exception=False)
+            written = 0
             for i, m in enumerate(members):  # flat, numbered names: no path from the zip is trusted
                 name = re.sub(r"[^\w.-]", "_", Path(m.filename).name)
-                (target / f"{i:05d}-{name}").write_bytes(z.read(m))
-    except zipfile.BadZipFile:
-        raise gr.Error(f"'{src.name}' is not a valid zip file.", print_exception=False) from None
+                with z.open(m) as fin, (target / f"{i:05d}-{name}").open("wb") as fout:
+                    while chunk := fin.read(1 << 20):
+                        written += len(chunk)
+                        if written > MAX_UNZIPPED:
+                            raise gr.Error(f"'{src.name}' expands to more than {MAX_UNZIPPED // 2**20} MB.",
+                                           print_exception=False)
+                        fout.write(chunk)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as e:
+        reason = " ".join(str(e).split())[:100]
+        raise gr.Error(f"'{src.name}' is not a valid zip file ({reason}): zip the files again.",
+                       print_exception=False) from None
 
 
 def _signature(names: Sequence[str]) -> inspect.Signature:
@@ -744,17 +814,18 @@ TABS: dict[str, tuple[str, Callable[[App], None]]] = {
 def build_app(model: str | Path | None = None, melody_model: str | Path | None = None,
               tabs: Sequence[str] | None = None, loader: Callable[[str, str, str], Any] | None = None,
               runs_dir: str | Path | None = None, configs_dir: str | Path | None = None,
-              concurrency: int = 2, title: str = "museforge") -> gr.Blocks:
+              concurrency: int = 2, title: str = "museforge", model_roots: Sequence[str | Path] = ()) -> gr.Blocks:
     """The app as gr.Blocks (queue configured). `model`/`melody_model` replace the defaults.
 
     `tabs` picks some of lyrics, poem, story, melody, finetune (all by default); `loader(task, model,
     style)` builds a Generator (default: museforge.generation.load_generator). Nothing loads until used.
+    `model_roots` adds folders whose models may be typed into the page (see App.model_roots).
     """
     tabs = list(tabs or TABS)
     unknown = [t for t in tabs if t not in TABS]
     if unknown:
         raise ValueError(f"unknown tab '{unknown[0]}': choose from {', '.join(TABS)}")
-    app = App(model, melody_model, loader, runs_dir, configs_dir)
+    app = App(model, melody_model, loader, runs_dir, configs_dir, model_roots=model_roots)
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(3600, 24 * 3600)) as demo:
         gr.Markdown(f"# {title}\nLyrics, poems, stories and melodies from small transformers, on your machine.")
         # Gradio drops a session's state an hour after its tab closes; its files go with it
@@ -770,13 +841,31 @@ def build_app(model: str | Path | None = None, melody_model: str | Path | None =
 
 def serve(model: str | None = None, melody_model: str | None = None, tabs: Sequence[str] | None = None,
           host: str = "127.0.0.1", port: int = 7860, share: bool = False, preload: bool = True,
-          block: bool = True) -> gr.Blocks:
-    """Build and launch the app (loopback only and no share link unless asked); used by the CLI and demos/."""
-    demo = build_app(model, melody_model, tabs)
-    demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, show_error=True)
+          block: bool = True, model_roots: Sequence[str | Path] = ()) -> gr.Blocks:
+    """Build and launch the app (loopback only and no share link unless asked); used by the CLI and demos/.
+
+    Binding another interface or opening a share link prints a one-line warning: the app has no login.
+    """
+    for line in exposure_warnings(host, share):
+        print(line, file=sys.stderr, flush=True)
+    demo = build_app(model, melody_model, tabs, model_roots=model_roots)
+    demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, show_error=True,
+                max_file_size=MAX_UPLOAD)
     if preload:
         text = [t for t in (tabs or TABS) if t in TEXT_TASKS][:1]
         demo.museforge.preload(text + (["melody"] if "melody" in (tabs or TABS) else []))
     if block:
         demo.block_thread()
     return demo
+
+
+def exposure_warnings(host: str, share: bool) -> list[str]:
+    """One line per way the app is reachable beyond this machine's own loopback interface."""
+    lines = []
+    if host not in LOOPBACK:
+        lines.append(f"museforge: warning: binding {host} makes the app reachable from other machines, and it has "
+                     "no login: anyone who can reach it can generate, train and upload files (use 127.0.0.1 to keep it local)")
+    if share:
+        lines.append("museforge: warning: --share opens a public gradio.live link to this app, with no login: "
+                     "anyone with the link can use it")
+    return lines
