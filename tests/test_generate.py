@@ -160,7 +160,7 @@ def test_int8_weights_stay_close_to_bf16(tmp_path):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from museforge.quantize import Int8Linear, quantize_int8
+    from museforge.kernels import Int8Linear, quantize_int8
 
     tok = tiny_tokenizer()
     torch.manual_seed(0)
@@ -175,3 +175,48 @@ def test_int8_weights_stay_close_to_bf16(tmp_path):
     assert torch.nn.functional.cosine_similarity(ref.flatten(), got.flatten(), dim=0) > 0.99
     out = Generator("lyrics", q, tok).generate("rain", seed=1, max_new_tokens=8)
     assert out.provenance["dtype"] == "torch.bfloat16"
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_packed_bf16_weights_give_identical_outputs(arch, tmp_path):
+    """The default CPU path (oneDNN-packed bf16 weights) must not change a single logit or token."""
+    import copy
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from museforge.kernels import PackedLinear, pack_linears
+
+    tok = tiny_tokenizer()
+    torch.manual_seed(0)
+    if arch == "llama":
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=160,
+                                             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2))
+    else:
+        model = tiny_model(tok)  # GPT-2: Conv1D layers, with biases
+    model = model.eval().to(torch.bfloat16)
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch build has no oneDNN")
+    packed = copy.deepcopy(model)
+    assert pack_linears(packed)
+    assert not any(isinstance(m, torch.nn.Linear) for m in packed.modules())
+    assert sum(isinstance(m, PackedLinear) for m in packed.modules()) >= 6
+    ids = torch.tensor([tok("rain on a city night and the lights")["input_ids"]] * 3)
+    with torch.inference_mode():
+        assert torch.equal(model(ids).logits, packed(ids).logits)
+    plain_out = Generator("lyrics", model, tok).generate("rain", seed=3, max_new_tokens=24)
+    packed_out = Generator("lyrics", packed, tok).generate("rain", seed=3, max_new_tokens=24)
+    assert plain_out.text == packed_out.text
+    greedy = dict(seed=0, max_new_tokens=24, temperature=0.0)
+    assert Generator("lyrics", model, tok).generate("rain", **greedy).text == \
+        Generator("lyrics", packed, tok).generate("rain", **greedy).text
+
+
+def test_packing_leaves_fp32_models_alone():
+    import torch
+
+    from museforge.kernels import pack_linears
+
+    model = tiny_model(tiny_tokenizer())
+    assert not pack_linears(model)
+    assert any(isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D" for m in model.modules())

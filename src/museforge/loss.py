@@ -1,0 +1,112 @@
+"""The causal-LM loss, computed chunk by chunk so the full logits tensor never exists.
+
+    with hidden_states_out(model) as head:
+        hidden = model(**batch).logits                 # the output head is bypassed: [B, T, H]
+        loss = chunked_lm_loss(hidden, head.weight, batch["labels"])
+
+With SmolLM2's 49,152-token vocabulary, one batch of 8 x 256 tokens has 2048 x 49152 logits:
+400 MB in fp32, and the usual path holds several such tensors at once (bf16 logits, their fp32
+copy, log-softmax saved for backward, its gradient), about 1.2 GB at the peak of a step. Here
+the logits of 1024 positions at a time (200 MB fp32) are made, turned into the loss and into the
+gradients w.r.t. the hidden states and the head weight right away (the loss is the last node
+of the graph, so the gradient is known in the forward pass), then dropped. backward() only
+scales the stored gradients. Same arithmetic as `cross_entropy(logits.float(), labels)` under
+autocast: logits in the autocast dtype, softmax and loss in fp32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+CHUNK = 1024  # positions per chunk: 1024 x 49152 fp32 logits = 200 MB
+
+# Configuration fields of models that transform logits after the output head (soft-capping,
+# scaling): the plain loss below would be wrong for them, so they keep the model's own loss.
+_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
+
+
+def fused_head(model: nn.Module) -> nn.Linear | None:
+    """The model's output head when the chunked loss reproduces the model's own loss, else None."""
+    get = getattr(model, "get_output_embeddings", None)
+    head = get() if get else None
+    if type(head) is not nn.Linear or head.bias is not None:  # a LoRA-wrapped or biased head: own loss
+        return None
+    config = getattr(model, "config", None)
+    if any(getattr(config, name, None) not in (None, 1, 1.0) for name in _LOGIT_TRANSFORMS):
+        return None
+    return head
+
+
+@contextmanager
+def hidden_states_out(model: nn.Module, head: nn.Linear) -> Iterator[nn.Linear]:
+    """Within the block, the model's forward returns its last hidden states as `.logits`."""
+    head.forward = lambda x: x  # an instance attribute shadows nn.Linear.forward
+    try:
+        yield head
+    finally:
+        del head.forward
+
+
+class _ChunkedCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, labels, dtype, chunk):  # noqa: D102  (hidden [N, H], labels [N])
+        valid = labels != -100
+        count = valid.sum().clamp(min=1)
+        w = weight.detach().to(dtype)
+        want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_h = torch.empty_like(hidden) if want_h else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_w else None
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        with torch.autocast(hidden.device.type, enabled=False):
+            for s in range(0, hidden.shape[0], chunk):
+                h = hidden[s:s + chunk].detach().to(dtype)
+                y = labels[s:s + chunk]
+                keep = valid[s:s + chunk]
+                target = y.clamp(min=0)[:, None]
+                logits = (h @ w.T).float()
+                lse = logits.logsumexp(-1, keepdim=True)
+                total += ((lse - logits.gather(1, target)).squeeze(1) * keep).sum()
+                if want_h or want_w:
+                    g = logits.sub_(lse).exp_()  # softmax, in place of the logits
+                    g.scatter_add_(1, target, torch.full_like(target, -1, dtype=g.dtype))
+                    g.mul_((keep / count)[:, None])
+                    g = g.to(dtype)
+                    if want_h:
+                        grad_h[s:s + chunk] = (g @ w).to(hidden.dtype)
+                    if want_w:
+                        grad_w += (g.T @ h).float()
+        ctx.save_for_backward(grad_h, grad_w)
+        ctx.weight_dtype = weight.dtype
+        return total / count
+
+    @staticmethod
+    def backward(ctx, grad_out):  # noqa: D102
+        grad_h, grad_w = ctx.saved_tensors
+        gh = None if grad_h is None else grad_h * grad_out.to(grad_h.dtype)
+        gw = None if grad_w is None else (grad_w * grad_out).to(ctx.weight_dtype)
+        return gh, gw, None, None, None
+
+
+def chunked_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
+    """Mean next-token cross-entropy of `hidden @ weight.T` against `labels` shifted by one
+    (-100 = ignored), like transformers' causal-LM loss, without materializing all logits."""
+    device = hidden.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+    h = hidden[:, :-1].reshape(-1, hidden.shape[-1])
+    y = labels[:, 1:].reshape(-1)
+    return _ChunkedCrossEntropy.apply(h, weight, y, dtype, chunk)
+
+
+def lm_loss(model: nn.Module, batch: dict[str, torch.Tensor], head: nn.Linear | None) -> torch.Tensor:
+    """The training loss of a batch with labels: chunked through `head` when given (see
+    `fused_head`), else the model's own loss."""
+    if head is None:
+        return model(**batch).loss
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with hidden_states_out(model, head):
+        hidden = model(**inputs).logits
+    return chunked_lm_loss(hidden, head.weight, batch["labels"])

@@ -1,0 +1,62 @@
+import pytest
+import torch
+from tinymodels import tiny_model, tiny_tokenizer
+
+from museforge.loss import chunked_lm_loss, fused_head, hidden_states_out
+
+
+def reference(hidden, weight, labels):
+    logits = (hidden @ weight.T).float()
+    return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                                             ignore_index=-100)
+
+
+@pytest.mark.parametrize("chunk", [7, 1024])
+def test_chunked_loss_matches_cross_entropy_and_its_gradients(chunk):
+    torch.manual_seed(0)
+    hidden = torch.randn(3, 20, 16, requires_grad=True)
+    weight = torch.randn(50, 16, requires_grad=True)
+    labels = torch.randint(0, 50, (3, 20))
+    labels[0, 5:9] = -100
+    labels[2, :] = -100
+    ref = reference(hidden, weight, labels)
+    ref_gh, ref_gw = torch.autograd.grad(ref * 3, (hidden, weight))
+    got = chunked_lm_loss(hidden, weight, labels, chunk=chunk)
+    gh, gw = torch.autograd.grad(got * 3, (hidden, weight))
+    assert torch.allclose(got, ref, rtol=1e-5)
+    assert torch.allclose(gh, ref_gh, atol=1e-6) and torch.allclose(gw, ref_gw, atol=1e-6)
+    assert gh[2].abs().max() == 0 and gh[0, 4:8].abs().max() == 0  # ignored positions get no gradient
+
+
+def test_chunked_loss_under_bf16_autocast_follows_the_model_loss():
+    """Inside a real model under autocast: the same loss and gradients as model(**batch).loss."""
+    tok = tiny_tokenizer()
+    torch.manual_seed(0)
+    model = tiny_model(tok).eval()  # no dropout: both passes must see the same network
+    ids = torch.randint(0, len(tok), (2, 24))
+    labels = ids.clone()
+    labels[1, 10:] = -100
+    head = fused_head(model)
+    assert head is not None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref = model(input_ids=ids, labels=labels).loss
+    ref.backward()
+    ref_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16), hidden_states_out(model, head):
+        hidden = model(input_ids=ids).logits
+        assert hidden.shape == (2, 24, model.config.n_embd)
+        got = chunked_lm_loss(hidden, head.weight, labels, chunk=16)
+    got.backward()
+    assert abs(got.item() - ref.item()) < 1e-4
+    for name, p in model.named_parameters():
+        cos = torch.nn.functional.cosine_similarity(p.grad.flatten().float(), ref_grads[name].flatten().float(), dim=0)
+        assert cos > 0.99, name
+    assert model(input_ids=ids).logits.shape[-1] == len(tok)  # the head is back
+
+
+def test_models_that_transform_logits_keep_their_own_loss():
+    tok = tiny_tokenizer()
+    model = tiny_model(tok)
+    model.config.final_logit_softcapping = 30.0
+    assert fused_head(model) is None
