@@ -118,7 +118,7 @@ def _table_columns(f: Path, text_field: str = "text") -> list[str]:
     fix = "set data.text_field=<one of them>"
     if f.suffix.lower() == ".csv":
         with f.open(encoding="utf-8", newline="") as fh:
-            rows = csv.reader(fh)
+            rows = csv.reader(fh, strict=True)  # strict: an unclosed quote is an error here, not in pandas
             try:
                 columns = next(rows, [])
                 if text_field not in columns:

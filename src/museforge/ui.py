@@ -513,9 +513,8 @@ class App:
 
 
 def _readable_midi(path: str | Path) -> None:
-    from museforge.music.tokenizer import load_score
-
     from museforge.errors import UserError
+    from museforge.music.tokenizer import load_score
 
     try:
         load_score(path)

@@ -195,11 +195,15 @@ def load_score(score_or_path: Score | str | Path) -> ScoreTick:
                 if f.read(4) != b"MThd":
                     raise UserError(f"{path} is not a MIDI file (no MThd header): give a .mid file")
         try:
-            return Score(path)
+            score = Score(path)
         except Exception as e:  # noqa: BLE001 - symusic raises RuntimeError/ValueError/... on bad bytes
             reason = " ".join(str(e).split())[:120] or type(e).__name__
             raise UserError(f"{path} is not a readable MIDI file ({reason}): re-export it as a standard "
                             "MIDI file") from None
+        if score.ticks_per_quarter <= 0:  # a 0 or SMPTE time division (found by fuzzing: MidiTok divides by it)
+            raise UserError(f"{path} has no musical time division ({score.ticks_per_quarter} ticks per quarter "
+                            "note): re-export it as a standard MIDI file")
+        return score
     if not isinstance(score_or_path, ScoreTick):
         return score_or_path.to("tick")
     return score_or_path

@@ -248,9 +248,14 @@ class MelodyTask(Task):
         program = next((t.program for t in score.tracks if not t.is_drum), 0) if program is None else program
         try:
             ids = encode(score, tok, program=self._model_program(gen, program))[:-1]
-        except ValueError as e:
+        except UserError as e:
             raise UserError(f"primer {primer}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - MidiTok on a strange but readable file (found by fuzzing)
+            raise UserError(f"primer {primer}: cannot tokenize it ({type(e).__name__}: {e}): re-export it as a "
+                            "plain one-track MIDI file") from None
         tokens = [tok[i] for i in ids]
+        if "Bar_None" not in tokens:
+            raise UserError(f"primer {primer}: no complete bar of notes to continue: give a longer primer")
         start = tokens.index("Bar_None")
         prefix, body = ids[:start], ids[start:]
         if key is not None:
