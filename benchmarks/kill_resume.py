@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--kills", type=int, default=10)
     ap.add_argument("--max-steps", type=int, default=80)
     ap.add_argument(
-        "--save-delay", type=float, default=0.05, help="seconds of sleep after each checkpoint file"
+        "--save-delay", type=float, default=0.02, help="seconds of sleep after each checkpoint file"
     )
     ap.add_argument(
         "--window", type=float, default=1.0, help="kill within this many seconds after progress"

@@ -133,7 +133,7 @@ def kill_and_resume(
     work: Path,
     kills: int,
     max_steps: int = 80,
-    save_delay: float = 0.05,
+    save_delay: float = 0.02,
     window: float = 1.0,
     seed: int = 0,
     log=print,
