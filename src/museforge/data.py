@@ -86,23 +86,28 @@ def _split_txt(batch: dict) -> dict:
     return {"text": out}
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Python reads NaN/Infinity, pyarrow does not (found by fuzzing)
+
+
 def _records(f: Path) -> list[tuple[int, Any]]:
     """(line number, record) of a .jsonl/.json file; a broken line is a DataError naming it."""
     text = f.read_text(encoding="utf-8")
     if f.suffix.lower() == ".json":
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{f}: not valid JSON (line {e.lineno}: {e.msg}): fix that line, or write one "
+            data = json.loads(text, parse_constant=_no_constant)
+        except (ValueError, RecursionError) as e:
+            where = f"line {e.lineno}: {e.msg}" if isinstance(e, json.JSONDecodeError) else str(e) or "nested too deeply"
+            raise DataError(f"{f}: not valid JSON ({where}): fix that line, or write one "
                             "object per line in a .jsonl file") from None
         return [(1, r) for r in (data if isinstance(data, list) else [data])]
     records = []
     for n, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
-                records.append((n, json.loads(line)))
-            except (json.JSONDecodeError, RecursionError) as e:
-                reason = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+                records.append((n, json.loads(line, parse_constant=_no_constant)))
+            except (ValueError, RecursionError) as e:
+                reason = e.msg if isinstance(e, json.JSONDecodeError) else str(e) or "nested too deeply"
                 raise DataError(f"{f}: line {n} is not valid JSON ({reason}): each line must be one object, "
                                 'e.g. {"text": "..."}') from None
     return records
