@@ -256,3 +256,44 @@ def test_build_app_options(tiny_model_dir):
     assert [d["api_name"] for d in demo.config["dependencies"] if d["api_name"] == "poem"] == ["poem"]
     with pytest.raises(ValueError, match="unknown tab"):
         build_app(tabs=["opera"])
+
+
+# ---- pictures ------------------------------------------------------------------------------------
+@pytest.fixture
+def picture(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    path = tmp_path / "photo.png"  # textured noise: a photo-like picture (the shipped classifier looks at it)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("task", ["story", "poem", "lyrics"])
+def test_text_from_a_picture_shows_what_was_seen(app, picture, task):
+    seen = app.look(str(picture))
+    shown = App.seen_markdown(seen)
+    assert shown.startswith(f"**Seen:** {seen.description}") and "top labels: " in shown and "mood: " in shown
+    steps = list(app.write(task, "", "default", {"image": seen}, sampling(max_new_tokens=8)))  # no prompt needed
+    text, provenance = steps[-1]
+    record = json.loads(provenance)
+    assert record["seen"]["description"] == seen.description and record["options"]["image"] == str(picture)
+    assert record["seen"]["labels"][0][0] == seen.labels[0][0]
+
+
+def test_a_picture_keeps_the_lyric_controls(app, picture):
+    options = {"image": app.look(str(picture)), "sections": "intro", "rhyme": "AAAA", "syllables": "4-8"}
+    text, provenance = write(app, "lyrics", "rain", options)[-1]
+    assert "[Intro]" in text and json.loads(provenance)["seen"]
+    text, provenance = write(app, "lyrics", "rain", {"image": app.look(str(picture))}, num=2)[-1]
+    assert all(r["metadata"]["seen"]["description"] for r in json.loads(provenance))
+
+
+def test_no_picture_shows_nothing_and_bad_pictures_are_one_line(app, tmp_path):
+    assert app.look(None) is None and App.seen_markdown(None) == ""
+    (tmp_path / "notes.png").write_text("not a picture")
+    with pytest.raises(gr.Error, match="is not an image museforge can read") as e:
+        app.look(str(tmp_path / "notes.png"))
+    assert "\n" not in e.value.message
+    with pytest.raises(gr.Error, match="is not an uploaded file"):
+        app.look("/etc/hostname")

@@ -112,6 +112,25 @@ def test_poem_and_story_tabs(page):
         shoot(page, task)
 
 
+def test_story_from_a_picture_shows_what_was_seen_then_writes(page, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    picture = tmp_path / "photo.png"  # textured noise: photo-like, so the classifier names its best guess
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(picture)
+    panel = tab(page, "Story")
+    fixed_seed(panel)
+    page.locator("#story-prompt textarea").fill("")  # the picture alone is the premise
+    page.locator("#story-image input[type=file]").set_input_files(str(picture))
+    expect(page.locator("#story-image img")).to_be_visible()
+    page.locator("#story-go").click()
+    expect(page.locator("#story-seen")).to_contain_text("Seen:")
+    expect(page.locator("#story-seen")).to_contain_text("mood:")
+    written(page, "story")
+    expect(page.locator("#story-provenance")).to_contain_text('"seen"')
+    shoot(page, "story-picture")
+
+
 def test_melody_audio_piano_roll_and_midi_download(page, server):
     panel = tab(page, "Melody")
     page.locator("#melody-go").click()

@@ -35,7 +35,7 @@ def user(url: str, i: int, downloads) -> list[str]:
                  "poem": dict(max_new_tokens=16), "story": dict(length="short", style="")}[task]
         if task == "story" and i % 2:  # stories are long (250 tokens): half the users write one
             continue
-        text, provenance = client.predict(prompt=prompt, random_seed=False, seed=seed, api_name=f"/{task}", **extra)
+        text, provenance, _seen = client.predict(prompt=prompt, random_seed=False, seed=seed, api_name=f"/{task}", **extra)
         record = json.loads(provenance)
         if (record["prompt"], record["seed"], record["task"]) != (prompt, seed, task):
             problems.append(f"user {i} {task}: got {record['prompt']!r} seed {record['seed']}")

@@ -281,7 +281,8 @@ class App:
         """Stream (text so far, provenance JSON) for a text task. Several samples come at once."""
         with shown_as_ui_errors():
             prompt = (prompt or "").strip()
-            if not prompt:
+            image = options.pop("image", None)  # a Seen from look(), or an image file
+            if not prompt and image is None:
                 noun = "premise" if task == "story" else "topic"
                 raise gr.Error(f"Write a {noun} first, e.g. “{EXAMPLES[task][0][0]}”.", print_exception=False)
             if len(prompt) > MAX_PROMPT_CHARS:
@@ -290,6 +291,8 @@ class App:
             options = {k: v for k, v in options.items() if v not in (None, "")}  # unset = the model's choice
             gen = self.generator(task, model_choice, progress)
             kw = {**options, **sampling}
+            if image is not None:
+                kw["image"] = self.look(image)
             if kw["num_return_sequences"] > 1:  # sampled together in one batch: faster than one by one
                 if progress is not None:
                     progress(0.5, desc=f"Writing {kw['num_return_sequences']} samples…")
@@ -301,13 +304,40 @@ class App:
                 yield text, _json([{"prompt": prompt, **o.provenance, "metadata": o.metadata} for o in outs])
                 return
             settings, opts = gen.settings(**kw)  # the same validation and seed the stream uses
-            record = {"prompt": prompt, **gen.provenance(settings, opts)}
+            record = {"prompt": prompt, **gen.provenance(settings, {k: v for k, v in opts.items() if k != "image"})}
+            if image is not None:  # the finished output records the same (metadata["seen"])
+                record["options"]["image"] = kw["image"].image
+                record["seen"] = kw["image"].to_dict()
             text = ""
             yield text, _json({**record, "status": "writing…"})
             for chunk in gen.stream(prompt, **kw):
                 text += chunk
                 yield text, gr.skip()
             yield text.strip(), _json(record)
+
+    def look(self, image: Any, vision_model: str = "default"):
+        """What a picture shows (a museforge.vision.Seen; None without a picture)."""
+        if image is None or image == "":
+            return None
+        from museforge.vision import identify
+
+        with shown_as_ui_errors():
+            if isinstance(image, str | Path):  # a Seen or PIL image passes as it is
+                image = str(self.uploaded(image, "picture"))
+            return identify(image, vision_model=vision_model)
+
+    @staticmethod
+    def seen_markdown(seen: Any) -> str:
+        """The recognition shown above the text: description, top labels, mood."""
+        if seen is None:
+            return ""
+        from museforge.vision import mood_phrase
+
+        lines = [f"**Seen:** {seen.description}"]
+        if seen.labels:
+            lines.append("top labels: " + ", ".join(f"{n} {p:.0%}" for n, p in seen.labels[:3]))
+        lines.append(f"mood: {mood_phrase(seen.mood)}")
+        return "  \n".join(lines)
 
     @staticmethod
     def _warn_unmet(outputs: list) -> None:
@@ -560,8 +590,10 @@ def _unzip(src: Path, target: Path, wanted: set[str]) -> None:
                        print_exception=False) from None
 
 
-def _signature(names: Sequence[str]) -> inspect.Signature:
+def _signature(names: Sequence[str], optional: Sequence[str] = ()) -> inspect.Signature:
+    """Parameter names for the API; `optional` ones come last, default None (API clients may omit them)."""
     params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
+    params += [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None) for n in optional]
     params.append(inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=gr.Progress()))
     return inspect.Signature(params)
 
@@ -608,6 +640,9 @@ def _text_tab(app: App, task: str, fields: Callable[[], list[gr.components.Compo
         with gr.Column(scale=2):
             prompt = gr.Textbox(label=prompt_label, placeholder=placeholder, lines=2, max_length=MAX_PROMPT_CHARS,
                                 elem_id=f"{task}-prompt")
+            # image_mode=None: the file reaches museforge.vision as uploaded (it converts CMYK, 16-bit, alpha)
+            image = gr.Image(label="Picture (optional): write from a photo", type="filepath", image_mode=None,
+                             sources=["upload", "clipboard"], height=180, elem_id=f"{task}-image")
             extra = fields()
             model = _model_dropdown(app, task)
             advanced = _advanced(task, max_tokens)
@@ -615,6 +650,7 @@ def _text_tab(app: App, task: str, fields: Callable[[], list[gr.components.Compo
                 go = gr.Button("Write", variant="primary", elem_id=f"{task}-go")
                 stop = gr.Button("Stop", variant="stop", elem_id=f"{task}-stop")
         with gr.Column(scale=3):
+            seen = gr.Markdown("", elem_id=f"{task}-seen")
             output = gr.Textbox(label=task.capitalize(), lines=16, max_lines=40, buttons=["copy"],
                                 autoscroll=True, elem_id=f"{task}-output")
             provenance = _provenance(task)
@@ -625,15 +661,20 @@ def _text_tab(app: App, task: str, fields: Callable[[], list[gr.components.Compo
 
     def handler(prompt, *values, progress=gr.Progress()):
         options = dict(zip(names, values[: len(names)], strict=True))
-        choice, sampling = values[len(names)], values[len(names) + 1:]
+        choice, sampling, image = values[len(names)], values[len(names) + 1: -1], values[-1]
         with shown_as_ui_errors():
             kw = App.sampling(*sampling)
-        yield from app.write(task, prompt, choice, options, kw, progress)
+        picture = app.look(image)
+        yield gr.skip(), gr.skip(), App.seen_markdown(picture)  # what was recognized, before the text
+        if picture is not None:
+            options["image"] = picture
+        for text, record in app.write(task, prompt, choice, options, kw, progress):
+            yield text, record, gr.skip()
 
     # name the API's parameters (gradio_client users see prompt, style, ... not param_1, param_2)
-    handler.__signature__ = _signature(["prompt", *names, "model", *sampling_names])
-    event = gr.on([go.click, prompt.submit], handler, [prompt, *extra, model, *advanced], [output, provenance],
-                  api_name=task, concurrency_id="generate")
+    handler.__signature__ = _signature(["prompt", *names, "model", *sampling_names], optional=["image"])
+    event = gr.on([go.click, prompt.submit], handler, [prompt, *extra, model, *advanced, image],
+                  [output, provenance, seen], api_name=task, concurrency_id="generate")
     stop.click(None, cancels=[event], queue=False, api_visibility="private")
     app.dropdowns[task] = model
 

@@ -81,9 +81,8 @@ def open_image(
             )
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter(
-                    "ignore", Image.DecompressionBombWarning
-                )  # checked below, with our limit
+                # Pillow warns above 89 megapixels; museforge checks its own limit below
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 img = Image.open(path)
         except Image.DecompressionBombError:
             raise ImageError(
@@ -110,17 +109,11 @@ def open_image(
             img.seek(0)
             notes.append(f"first frame of {frames}")
         if img.format == "JPEG" and max(img.size) > 2 * WORK_SIZE:
-            img.draft(
-                img.mode, (WORK_SIZE, WORK_SIZE)
-            )  # decode big JPEGs at 1/2, 1/4 or 1/8 scale: fast, small
+            # decode big JPEGs at 1/2, 1/4 or 1/8 scale: faster, and a fraction of the memory
+            img.draft(img.mode, (WORK_SIZE, WORK_SIZE))
         img.load()
         img = ImageOps.exif_transpose(img)
-    except (
-        OSError,
-        SyntaxError,
-        ValueError,
-        EOFError,
-    ) as e:  # Pillow's words for truncated/corrupt data
+    except (OSError, SyntaxError, ValueError, EOFError) as e:  # Pillow's words for corrupt data
         raise ImageError(
             f"image '{name}' is damaged or truncated ({_first_line(e)}): re-save or re-download it"
         ) from None
@@ -137,16 +130,16 @@ def _to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         # convert("RGB") would clip 16-bit values at 255 (a mostly white picture): rescale instead
         a = np.asarray(img, dtype=np.float64)
-        if img.mode == "F":
-            lo, hi = float(a.min()), float(a.max())
+        if img.mode == "F":  # floats have no fixed range: stretch what is there
+            lo, hi, kind = float(a.min()), float(a.max()), "32-bit float"
+        elif img.mode.startswith("I;16") or a.max() > 255:  # 16-bit PNGs open as I;16 (or I)
+            lo, hi, kind = 0.0, 65535.0, "16-bit"
         else:
-            lo, hi = 0.0, 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
+            lo, hi, kind = 0.0, 255.0, "32-bit integer"
         img = Image.fromarray(
             np.clip((a - lo) / max(hi - lo, 1e-12) * 255, 0, 255).round().astype(np.uint8)
         )
-        notes.append(
-            f"{'32-bit float' if lo or hi != 65535.0 else '16-bit'} greyscale scaled to 8 bits"
-        )
+        notes.append(f"{kind} greyscale scaled to 8 bits")
     if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info:
         rgba = img.convert("RGBA")
         img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
