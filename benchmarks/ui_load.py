@@ -357,6 +357,8 @@ def main() -> None:
             "end": mb(rss_end),
             "peak_first_half": mb(max(half)),
             "samples": len(samples),
+            # the load phase, one sample per 10 s: a plateau is bounded, a steady climb a leak
+            "every_10s": [mb(rss) for t, rss in samples if load_start <= t <= load_end][::20],
         },
         "gradio_temp_files_mb": round(temp_mb, 1),
         "answers_afterwards": after_ok,

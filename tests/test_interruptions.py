@@ -298,6 +298,17 @@ def test_ctrl_c_stops_every_process_at_the_same_step(tmp_path, tiny_model_dir):
     assert [p.name for p in ckpt.parent.iterdir()] == [ckpt.name]
 
 
+def test_ctrl_c_outside_the_loop_exits_130(tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # while loading the model, say, or a second Ctrl-C
+
+    monkeypatch.setattr(training, "train", interrupted)
+    config = tmp_path / "tiny.yaml"
+    config.write_text("task: lyrics\n")
+    r = CliRunner().invoke(app, ["train", str(config)])
+    assert r.exit_code == 130 and "museforge: interrupted; no checkpoint was saved now" in r.output
+
+
 def test_a_second_ctrl_c_quits_at_once():
     with training._CtrlC() as ctrl_c:
         with pytest.raises(KeyboardInterrupt):  # outside the loop (loading, exporting): at once

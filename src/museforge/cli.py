@@ -184,6 +184,9 @@ def train(
             typer.echo(f"museforge: interrupted at step {e.step}; checkpoint saved to {e.checkpoint}; "
                        f"resume with: {again}", err=True)
         raise typer.Exit(code=130) from None
+    except KeyboardInterrupt:  # outside the loop, or a second Ctrl-C: complete checkpoints stay as they were
+        typer.echo("museforge: interrupted; no checkpoint was saved now (earlier complete ones are kept)", err=True)
+        raise typer.Exit(code=130) from None
     typer.echo(str(run))
 
 
