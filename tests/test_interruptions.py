@@ -353,7 +353,7 @@ def test_full_disk_is_refused_before_training(tmp_path, monkeypatch):
     errors = [line for line in r.output.splitlines() if "error" in line]
     assert len(errors) == 1 and errors[0].startswith("museforge: error: ")  # one line
     assert (
-        f"train.out_dir={out}: 0 MB free on that disk, but a checkpoint plus the exported model need about"
+        f"train.out_dir={out}: 0.1 MB free on that disk, but a checkpoint plus the exported model need about"
         in r.output
     )
     assert not (tmp_path / "runs").exists()  # no run dir left behind
@@ -409,7 +409,7 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_ones(tmp_path, monkeyp
         run(out, tok=tok)
     assert str(e.value).startswith(f"could not write {out / 'checkpoints' / 'step-000004'}: ")
     assert ("No space left on device" if failure == "OSError" else "unexpected pos") in str(e.value)
-    assert "(0 MB free on that disk" in str(e.value) and str(e.value).endswith(
+    assert "(0.0 MB free on that disk" in str(e.value) and str(e.value).endswith(
         "; step-000002 is kept"
     )
     assert inspect_checkpoints(out)["complete"] == ["step-000002"]

@@ -156,6 +156,10 @@ def _wrap_lora(cfg: Config, model):
     return get_peft_model(model, lora)
 
 
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB" if n < 1e7 else f"{n / 1e6:,.0f} MB"
+
+
 def _write_error(e: Exception, final: Path, tmp: Path, need: int) -> RunDirError | None:
     """After a failed write: remove the half-written dir, and name the cause when it is the disk.
     A full disk surfaces as OSError, or from torch.save / safetensors as RuntimeError or
@@ -165,8 +169,8 @@ def _write_error(e: Exception, final: Path, tmp: Path, need: int) -> RunDirError
     if not isinstance(e, OSError) and free >= need:
         return None  # not the disk: re-raised as it is
     reason = e.strerror if isinstance(e, OSError) and e.strerror else (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-    return RunDirError(f"could not write {final}: {reason} ({free / 1e6:,.0f} MB free on that disk, about "
-                       f"{need / 1e6:,.0f} MB needed); free space, then resume with train.resume=true")
+    return RunDirError(f"could not write {final}: {reason} ({_mb(free)} free on that disk, about {_mb(need)} "
+                       f"needed); free space, then resume with train.resume=true")
 
 
 def _atomic_dir(final: Path, write, need: int = 0) -> None:
@@ -222,8 +226,8 @@ def _check_run_dir(out: Path, need: int) -> None:
         probe.unlink(missing_ok=True)
     free = shutil.disk_usage(where).free
     if free < need:
-        raise RunDirError(f"train.out_dir={out}: {free / 1e6:,.0f} MB free on that disk, but a checkpoint plus the "
-                          f"exported model need about {need / 1e6:,.0f} MB; free space or choose another train.out_dir")
+        raise RunDirError(f"train.out_dir={out}: {_mb(free)} free on that disk, but a checkpoint plus the exported "
+                          f"model need about {_mb(need)}; free space or choose another train.out_dir")
 
 
 def _versions() -> dict[str, str]:
