@@ -5,7 +5,7 @@
 
 1. generation: museforge Generator vs plain `model.generate` (benchmarks/gen_speed.py)
 2. fine-tuning: museforge loop vs transformers Trainer, LoRA and full (benchmarks/train_speed.py)
-3. melody: seconds per 16-bar melody with the shipped model
+3. melody: seconds per 16-bar melody with the shipped model; training tokens/s of its recipe
 4. start-up: cold process -> first output, for text and for melody
 Shared machines are noisy: read the ratios measured side by side, not the absolutes.
 """
@@ -51,6 +51,24 @@ def melody_speed(repeats: int) -> dict:
             "max_s": round(max(times), 2)}
 
 
+def melody_train_speed(steps: int) -> dict:
+    """Tokens/s of `museforge train configs/melody.yaml` (from scratch, full), steps 2..N."""
+    import tempfile
+
+    from museforge.config import load_config
+    from museforge.training import train
+
+    with tempfile.TemporaryDirectory() as out:
+        cfg = load_config(HERE.parent / "configs" / "melody.yaml",
+                          [f"train.max_steps={steps}", "train.eval_every=100000", "train.save_every=100000",
+                           "train.samples=0", "train.eval_at_start=false", f"train.out_dir={out}"])
+        train(cfg)
+        hist = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+    first, last = hist[1], hist[-1]
+    return {"tok_s": round((last["tokens"] - first["tokens"]) / (last["elapsed"] - first["elapsed"]), 1),
+            "steps": steps, "tokens_per_step": cfg.train.batch_size * cfg.data.block_size}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
@@ -71,7 +89,7 @@ def main() -> None:
         report["fine_tuning"] = [train_main(["--setting", s, "--steps", steps, "--repeats", str(max(1, reps - 1)),
                                              "--out", str(RESULTS / f"train_speed_{s}.json")]) for s in ("lora", "full")]
     if "melody" not in skip:
-        report["melody"] = melody_speed(3 if a.quick else 10)
+        report["melody"] = {**melody_speed(3 if a.quick else 10), "training": melody_train_speed(4 if a.quick else 12)}
     if "startup" not in skip:
         report["startup"] = {
             "text": cold_start("import museforge; museforge.generate_lyrics('rain', seed=1, max_new_tokens=1)", reps),
@@ -90,6 +108,7 @@ def main() -> None:
                      f"| x{ours['ratio_vs_trainer']} |")
     if "melody" in report:
         lines.append(f"| melody | s per 16 bars | {report['melody']['seconds_per_16_bars']} | | |")
+        lines.append(f"| melody training tok/s | 4x256 Llama, 4x1024 tokens/step | {report['melody']['training']['tok_s']} | | |")
     for k, v in report.get("startup", {}).items():
         lines.append(f"| start-up to first output | {k} | {v['median_s']} s | | |")
     (RESULTS / "all.md").write_text("\n".join(lines) + "\n")

@@ -3,10 +3,16 @@
     python benchmarks/train_speed.py --setting lora --steps 12
     python benchmarks/train_speed.py --setting full --data ../shared/data/lyrics/openhymnal.jsonl --text-field verses
 
-Both get the same model, the same packed blocks (same data, batch, sequence length, block-
-diagonal masks), bf16 autocast, fused AdamW, warm-up + cosine. Each run is its own process (for
-an honest peak RSS); runs alternate museforge / Trainer. Tokens/s is measured from the end of
-step 2 to the last step, so start-up and the first (slow) step are left out of both.
+Same model, same data, same LoRA or full setting, bf16, batch, sequence length, fused AdamW,
+warm-up + cosine. Two baselines:
+- trainer: what one writes by hand with transformers: one example per document (cut at the
+  sequence length), padded per batch by DataCollatorForLanguageModeling, the model loaded in fp32
+  with bf16 autocast (TrainingArguments(bf16=True)), the same peft LoRA config;
+- trainer-packed: Trainer fed museforge's own packed blocks, collator and model preparation
+  (isolates the loop itself from packing and the loss).
+Tokens/s counts real tokens (padding left out) so the rows compare useful work. Each run is its
+own process (an honest peak RSS); runs alternate. Tokens/s is measured from the end of step 2 to
+the last step, so start-up and the first (slow) step are left out of all of them.
 """
 
 from __future__ import annotations
@@ -46,9 +52,14 @@ def run_museforge(a) -> dict:
             "final_loss": last.get("loss")}
 
 
-def run_trainer(a) -> dict:
+def run_trainer(a, packed: bool) -> dict:
     import torch
-    from transformers import Trainer, TrainerCallback, TrainingArguments
+    from transformers import (
+        DataCollatorForLanguageModeling,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
 
     from museforge.config import load_config
     from museforge.data import pack
@@ -60,16 +71,35 @@ def run_trainer(a) -> dict:
     task = get_task(cfg.task)
     tok = task.load_tokenizer(resolve(cfg.model.name, task.name))
     model, _ = load_model(cfg.model.name, task.name, trainable=True)
-    model = _wrap_lora(cfg, model)
+    model = _wrap_lora(cfg, model)  # peft get_peft_model with the config's LoRA settings
     train_docs, _, _ = task.build_datasets(cfg.data, tok)
-    blocks = pack(train_docs, cfg.data.block_size, task.special_ids(tok)["pad_token_id"])
-    marks: list[tuple[int, float]] = []
+    seen = [0]  # real (non-padding) tokens handed to the model so far
+    if packed:
+        if a.setting == "lora" and a.precision == "bf16":  # as museforge's loop prepares the model
+            for p in model.parameters():
+                if not p.requires_grad:
+                    p.data = p.data.to(torch.bfloat16)
+        dataset = pack(train_docs, cfg.data.block_size, task.special_ids(tok)["pad_token_id"])
+        inner = collate
+    else:
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        dataset = [{"input_ids": d[: cfg.data.block_size]} for d in train_docs]
+        inner = DataCollatorForLanguageModeling(tok, mlm=False)
+
+    def counting(features):
+        batch = inner(features)
+        real = batch["labels"] != -100 if packed else batch["attention_mask"].bool()  # packed: labels skip only padding
+        seen[0] += int(real.sum())
+        return batch
+
+    marks: list[tuple[int, float, int]] = []
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
-            marks.append((state.global_step, time.perf_counter()))
+            marks.append((state.global_step, time.perf_counter(), seen[0]))
 
     args = TrainingArguments(
         output_dir=str(Path(a.workdir) / f"trainer-{time.time_ns()}"), per_device_train_batch_size=a.batch,
@@ -77,15 +107,15 @@ def run_trainer(a) -> dict:
         bf16=a.precision == "bf16", optim="adamw_torch_fused", logging_steps=1, save_strategy="no",
         report_to=[], dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(), max_grad_norm=1.0,
         remove_unused_columns=False, disable_tqdm=True)
-    trainer = Trainer(model=model, args=args, train_dataset=blocks, data_collator=collate, callbacks=[Clock()])
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=counting, callbacks=[Clock()])
     trainer.train()
-    (s1, t1), (sn, tn) = marks[1], marks[-1]
-    return {"tok_s": (sn - s1) * a.batch * a.block / (tn - t1),
+    (_, t1, n1), (_, tn, nn) = marks[1], marks[-1]
+    return {"tok_s": (nn - n1) / (tn - t1),
             "final_loss": trainer.state.log_history[-2].get("loss") if len(trainer.state.log_history) > 1 else None}
 
 
 def child(a) -> None:
-    result = run_museforge(a) if a.impl == "museforge" else run_trainer(a)
+    result = run_museforge(a) if a.impl == "museforge" else run_trainer(a, packed=a.impl == "trainer-packed")
     import torch
 
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -116,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not Path(a.data).exists():
         print(f"train_speed: data not found: {a.data} (pass --data)", file=sys.stderr)
         sys.exit(2)
-    runs: dict[str, list[dict]] = {"museforge": [], "trainer": []}
+    runs: dict[str, list[dict]] = {"museforge": [], "trainer": [], "trainer-packed": []}
     given = list(argv if argv is not None else sys.argv[1:])
     if "--out" in given:  # the children print their result; only the parent writes --out
         i = given.index("--out")
@@ -124,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
     base = [sys.executable, __file__, *[x for x in given if not x.startswith("--out=")]]
     env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
     for _ in range(a.repeats):
-        for impl in ("museforge", "trainer"):
+        for impl in runs:
             p = subprocess.run([*base, "--impl", impl], capture_output=True, text=True, env=env)
             line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
             if p.returncode or not line:
@@ -141,6 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
                      "peak_rss_mb": round(max(r["peak_rss_mb"] for r in rs)),
                      "peak_gpu_mb": round(max(r.get("peak_gpu_mb", 0) for r in rs)) or None})
     rows[0]["ratio_vs_trainer"] = round(rows[0]["tok_s"] / rows[1]["tok_s"], 3)
+    rows[0]["ratio_vs_trainer_packed"] = round(rows[0]["tok_s"] / rows[2]["tok_s"], 3)
     result = {"benchmark": "fine-tuning", "model": a.model, "data": a.data, "batch": a.batch, "block": a.block,
               "steps": a.steps, "precision": a.precision, "device_name": runs["museforge"][0].get("device_name", "cpu"),
               "rows": rows}

@@ -60,3 +60,18 @@ def test_models_that_transform_logits_keep_their_own_loss():
     model = tiny_model(tok)
     model.config.final_logit_softcapping = 30.0
     assert fused_head(model) is None
+
+
+def test_chunked_token_nll_matches_per_position_cross_entropy():
+    from museforge.loss import chunked_token_nll
+
+    torch.manual_seed(1)
+    hidden, weight = torch.randn(2, 12, 8), torch.randn(30, 8)
+    labels = torch.randint(0, 30, (2, 12))
+    labels[1, 6:] = -100
+    logits = hidden @ weight.T
+    ref = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=-100,
+                                            reduction="none")
+    got = chunked_token_nll(hidden, weight, labels, chunk=5)
+    assert got.shape == (2, 11) and torch.allclose(got, ref, atol=1e-5)
+    assert got[1, 5:].abs().max() == 0

@@ -109,3 +109,14 @@ def test_packed_documents_do_not_attend_to_each_other():
         alone = model(torch.tensor([b])).logits[0]
     assert torch.allclose(packed, alone, atol=1e-5)
     assert batch["labels"][0, len(a) + len(b):].eq(-100).all()  # padding is not trained on
+
+
+@pytest.mark.parametrize("setting", [("model.lora=false",), ("model.lora_targets=c_attn",)], ids=["full", "lora"])
+def test_gradient_checkpointing_trains_the_same_model(tmp_path, setting):
+    """Recomputing activations in backward saves memory, not accuracy: the same losses."""
+    common = (*setting, "train.max_steps=4", "train.eval_every=2", "train.samples=0", "train.lr=1e-2")
+    plain = history(run(tmp_path, "plain", *common))
+    ckpt = history(run(tmp_path, "ckpt", *common, "train.gradient_checkpointing=true"))
+    assert [h["loss"] for h in ckpt] == pytest.approx([h["loss"] for h in plain], rel=1e-4)
+    assert [h["val_loss"] for h in ckpt if "val_loss" in h] == pytest.approx(
+        [h["val_loss"] for h in plain if "val_loss" in h], rel=1e-4)

@@ -104,6 +104,9 @@ class TrainConfig:
     """Clip gradient norm (0 = off)."""
     precision: str = "auto"
     """auto (bf16 where supported), bf16, fp16 (GPU only) or no."""
+    gradient_checkpointing: bool = False
+    """Recompute each layer's activations in the backward pass instead of keeping them: about
+    2 GB less for LoRA on the default model at 8 x 256 tokens, about a third slower."""
     eval_every: int = 50
     """Evaluate validation loss every N optimizer steps (and at the end)."""
     eval_at_start: bool = True

@@ -7,7 +7,7 @@
 With SmolLM2's 49,152-token vocabulary, one batch of 8 x 256 tokens has 2048 x 49152 logits:
 400 MB in fp32, and the usual path holds several such tensors at once (bf16 logits, their fp32
 copy, log-softmax saved for backward, its gradient), about 1.2 GB at the peak of a step. Here
-the logits of 1024 positions at a time (200 MB fp32) are made, turned into the loss and into the
+the logits of 256 positions at a time (50 MB fp32) are made, turned into the loss and into the
 gradients w.r.t. the hidden states and the head weight right away (the loss is the last node
 of the graph, so the gradient is known in the forward pass), then dropped. backward() only
 scales the stored gradients. Same arithmetic as `cross_entropy(logits.float(), labels)` under
@@ -22,7 +22,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-CHUNK = 1024  # positions per chunk: 1024 x 49152 fp32 logits = 200 MB
+CHUNK = 256  # positions per chunk: 256 x 49152 fp32 logits = 50 MB
 
 # Configuration fields of models that transform logits after the output head (soft-capping,
 # scaling): the plain loss below would be wrong for them, so they keep the model's own loss.
@@ -99,6 +99,25 @@ def chunked_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Te
     h = hidden[:, :-1].reshape(-1, hidden.shape[-1])
     y = labels[:, 1:].reshape(-1)
     return _ChunkedCrossEntropy.apply(h, weight, y, dtype, chunk)
+
+
+@torch.no_grad()
+def chunked_token_nll(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
+    """Per-position next-token negative log-likelihood [B, T-1] (0 where the label is -100),
+    for evaluation: the same arithmetic as the training loss, no gradients, chunked."""
+    device = hidden.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+    h = hidden[:, :-1].reshape(-1, hidden.shape[-1])
+    y = labels[:, 1:].reshape(-1)
+    w = weight.to(dtype)
+    out = torch.zeros(y.shape, dtype=torch.float32, device=hidden.device)
+    with torch.autocast(device, enabled=False):
+        for s in range(0, h.shape[0], chunk):
+            logits = (h[s:s + chunk].to(dtype) @ w.T).float()
+            target = y[s:s + chunk].clamp(min=0)[:, None]
+            nll = (logits.logsumexp(-1, keepdim=True) - logits.gather(1, target)).squeeze(1)
+            out[s:s + chunk] = nll * (y[s:s + chunk] != -100)
+    return out.view(labels.shape[0], -1)
 
 
 def lm_loss(model: nn.Module, batch: dict[str, torch.Tensor], head: nn.Linear | None) -> torch.Tensor:

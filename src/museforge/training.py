@@ -313,6 +313,12 @@ def _train(config: Config | str | Path, overrides: list[str] | None, model, toke
         model, model_info = _build_model(cfg, task, tokenizer)
     else:
         model_info = {"base_model": getattr(model.config, "_name_or_path", "") or "in-memory"}
+    if t.gradient_checkpointing:
+        if not model.supports_gradient_checkpointing:
+            raise ValueError(f"train.gradient_checkpointing: {type(model).__name__} does not support it; set it to false")
+        # non-reentrant: works with frozen inputs (LoRA) and needs no enable_input_require_grads
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
     model = _wrap_lora(cfg, model)
     if precision == "bf16" and any(not p.requires_grad for p in model.parameters()):
         # LoRA: the frozen base weights never change, so keep them in bf16. Autocast would
@@ -350,7 +356,7 @@ def _train(config: Config | str | Path, overrides: list[str] | None, model, toke
     # since the head's weight exists whole only inside the wrapped forward pass.
     from accelerate.utils import DistributedType
 
-    from museforge.loss import fused_head, lm_loss
+    from museforge.loss import chunked_token_nll, fused_head, hidden_states_out, lm_loss
 
     sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
     head = None if sharded else fused_head(accelerator.unwrap_model(model))
@@ -380,10 +386,15 @@ def _train(config: Config | str | Path, overrides: list[str] | None, model, toke
             for i, batch in enumerate(val_loader):
                 if t.eval_batches and i >= t.eval_batches:
                     break
-                labels = batch.pop("labels")[:, 1:]
-                logits = model(**batch).logits[:, :-1].float()
-                nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100,
-                                                        reduction="none").sum(1)
+                full_labels = batch.pop("labels")
+                labels = full_labels[:, 1:]
+                if head is not None:  # chunked, as in training: never all logits at once
+                    with hidden_states_out(model, head):
+                        nll = chunked_token_nll(model(**batch).logits, head.weight, full_labels).sum(1)
+                else:
+                    logits = model(**batch).logits[:, :-1].float()
+                    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100,
+                                                            reduction="none").sum(1)
                 # per-sequence sums, gathered without the padding samples accelerate adds to
                 # even out the last batch across processes
                 nll, n = accelerator.gather_for_metrics((nll, (labels != -100).sum(1)))
