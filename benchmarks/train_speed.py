@@ -11,7 +11,7 @@ warm-up + cosine. Two baselines:
 - trainer-packed: Trainer fed museforge's own packed blocks, collator and model preparation
   (isolates the loop itself from packing and the loss).
 Tokens/s counts real tokens (padding left out) so the rows compare useful work. Each run is its
-own process (an honest peak RSS); runs alternate. Tokens/s is measured from the end of step 2 to
+own process (an honest peak RSS); runs alternate, in reversed order every other repeat. Tokens/s is measured from the end of step 2 to
 the last step, so start-up and the first (slow) step are left out of all of them.
 """
 
@@ -153,8 +153,8 @@ def main(argv: list[str] | None = None) -> dict:
         del given[i:i + 2]
     base = [sys.executable, __file__, *[x for x in given if not x.startswith("--out=")]]
     env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
-    for _ in range(a.repeats):
-        for impl in runs:
+    for r in range(a.repeats):
+        for impl in list(runs)[:: -1 if r % 2 else 1]:  # alternate the order: no run always goes first
             p = subprocess.run([*base, "--impl", impl], capture_output=True, text=True, env=env)
             line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
             if p.returncode or not line:

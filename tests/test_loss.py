@@ -75,3 +75,26 @@ def test_chunked_token_nll_matches_per_position_cross_entropy():
     got = chunked_token_nll(hidden, weight, labels, chunk=5)
     assert got.shape == (2, 11) and torch.allclose(got, ref, atol=1e-5)
     assert got[1, 5:].abs().max() == 0
+
+
+def test_a_model_that_bypasses_its_head_module_still_gets_the_right_loss():
+    from museforge.loss import lm_loss
+
+    tok = tiny_tokenizer()
+    torch.manual_seed(0)
+    model = tiny_model(tok).eval()
+    head = fused_head(model)
+    ids = torch.randint(0, len(tok), (2, 16))
+    expected = model(input_ids=ids, labels=ids).loss
+
+    class Bypass(torch.nn.Module):  # computes its logits with the head's weight, not by calling the head
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, **kw):
+            out = self.inner.transformer(**kw)
+            return type("Out", (), {"logits": out.last_hidden_state @ head.weight.T})()
+
+    assert torch.allclose(lm_loss(Bypass(model), {"input_ids": ids, "labels": ids}, head), expected, atol=1e-5)
+    assert torch.allclose(lm_loss(model, {"input_ids": ids, "labels": ids}, head), expected, atol=1e-5)

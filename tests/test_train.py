@@ -120,3 +120,20 @@ def test_gradient_checkpointing_trains_the_same_model(tmp_path, setting):
     assert [h["loss"] for h in ckpt] == pytest.approx([h["loss"] for h in plain], rel=1e-4)
     assert [h["val_loss"] for h in ckpt if "val_loss" in h] == pytest.approx(
         [h["val_loss"] for h in plain if "val_loss" in h], rel=1e-4)
+
+
+def test_bf16_training_computes_the_chunked_loss_in_bf16(tmp_path, monkeypatch):
+    """The output head's products run in the autocast dtype, as they would inside the model
+    (an fp32 head over a 49k vocabulary costs the speed the chunked loss is there to win)."""
+    import museforge.loss as loss
+
+    seen = []
+    apply = loss._ChunkedCrossEntropy.apply
+
+    def spy(hidden, weight, labels, dtype, chunk):
+        seen.append(dtype)
+        return apply(hidden, weight, labels, dtype, chunk)
+
+    monkeypatch.setattr(loss._ChunkedCrossEntropy, "apply", spy)
+    run(tmp_path, "bf16", "model.lora=false", "train.max_steps=2", "train.precision=bf16", "train.samples=0")
+    assert seen and set(seen) == {torch.bfloat16}

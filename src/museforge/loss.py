@@ -128,4 +128,7 @@ def lm_loss(model: nn.Module, batch: dict[str, torch.Tensor], head: nn.Linear | 
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     with hidden_states_out(model, head):
         hidden = model(**inputs).logits
+    if hidden.shape[-1] != head.in_features:  # a model that bypasses its head module: these are logits
+        labels = batch["labels"][:, 1:].reshape(-1)
+        return torch.nn.functional.cross_entropy(hidden[:, :-1].reshape(labels.numel(), -1).float(), labels)
     return chunked_lm_loss(hidden, head.weight, batch["labels"])

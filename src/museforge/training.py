@@ -389,7 +389,7 @@ def _train(config: Config | str | Path, overrides: list[str] | None, model, toke
                 full_labels = batch.pop("labels")
                 labels = full_labels[:, 1:]
                 if head is not None:  # chunked, as in training: never all logits at once
-                    with hidden_states_out(model, head):
+                    with hidden_states_out(model, head), accelerator.autocast():
                         nll = chunked_token_nll(model(**batch).logits, head.weight, full_labels).sum(1)
                 else:
                     logits = model(**batch).logits[:, :-1].float()
@@ -521,7 +521,8 @@ def _train(config: Config | str | Path, overrides: list[str] | None, model, toke
         skip = state["batch_in_epoch"]
         for batch in accelerator.skip_first_batches(loader, skip) if skip else loader:
             with accelerator.accumulate(model):
-                loss = lm_loss(model, batch, head)
+                with accelerator.autocast():  # the head's products in bf16, as inside the model
+                    loss = lm_loss(model, batch, head)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and t.grad_clip:
                     accelerator.clip_grad_norm_(model.parameters(), t.grad_clip)
