@@ -71,6 +71,14 @@ def steps(out: Path) -> list[tuple]:
     ]
 
 
+def wait_for_steps(proc: subprocess.Popen, log: Path, n: int) -> None:
+    """Wait until a training subprocess has logged `n` steps (it must not end first)."""
+    deadline = time.time() + 300
+    while not (log.exists() and len(log.read_text().splitlines()) >= n):
+        assert proc.poll() is None and time.time() < deadline, (proc.stderr or proc.stdout).read()[-3000:]
+        time.sleep(0.005)
+
+
 def _child(out: Path, extra: tuple, tok, where: tuple, marker: Path) -> None:
     """A training process that stops dead at `where` (marks it, then waits for its SIGKILL)."""
 
@@ -203,11 +211,7 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path, tiny_model_d
         stderr=subprocess.PIPE,
         text=True,
     )
-    log = out / "metrics.jsonl"
-    deadline = time.time() + 300
-    while not (log.exists() and len(log.read_text().splitlines()) >= 2):
-        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-3000:]
-        time.sleep(0.005)
+    wait_for_steps(proc, out / "metrics.jsonl", 2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err[-3000:]
@@ -281,11 +285,7 @@ def test_ctrl_c_stops_every_process_at_the_same_step(tmp_path, tiny_model_dir):
         stderr=subprocess.STDOUT,
         text=True,
     )
-    log = out / "metrics.jsonl"
-    deadline = time.time() + 300
-    while not (log.exists() and len(log.read_text().splitlines()) >= 3):
-        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-3000:]
-        time.sleep(0.01)
+    wait_for_steps(proc, out / "metrics.jsonl", 3)
     os.killpg(proc.pid, signal.SIGINT)
     output, _ = proc.communicate(timeout=120)  # well inside torchrun's 30 s grace: no rank hung
     said = re.findall(r"museforge: interrupted at step (\d+); checkpoint saved to (\S+);", output)
