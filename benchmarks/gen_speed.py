@@ -11,14 +11,13 @@ Same model object, same dtype, same settings, runs interleaved (plain, museforge
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
+from common import save_json, spread
 
 PROMPT = ("Write song lyrics about rain on a city night, with a verse and a chorus. "
           "Use vivid images of neon lights, wet streets and a lonely walk home.")
@@ -105,10 +104,9 @@ def main(argv: list[str] | None = None) -> dict:
                                                  for a, b in zip(outputs["plain"], outputs["museforge"], strict=True))
             plain_speed = statistics.median(times["plain"])
             for name, _ in impls:
-                rows.append({"batch": batch, "mode": mode, "impl": name,
-                             "tok_s": round(statistics.median(times[name]), 2),
-                             "tok_s_min": round(min(times[name]), 2), "tok_s_max": round(max(times[name]), 2),
-                             "ttft_s": round(statistics.median(ttft[name]), 3) if ttft[name] else None,
+                speed, lo, hi = spread(times[name], 2)
+                rows.append({"batch": batch, "mode": mode, "impl": name, "tok_s": speed, "tok_s_min": lo, "tok_s_max": hi,
+                             "ttft_s": spread(ttft[name], 3)[0] if ttft[name] else None,
                              "ratio_vs_plain": round(statistics.median(times[name]) / plain_speed, 3)})
             print(f"batch {batch} {mode}: " + ", ".join(f"{r['impl']} {r['tok_s']} tok/s (x{r['ratio_vs_plain']})"
                                                        for r in rows[-len(impls):]), file=sys.stderr, flush=True)
@@ -117,10 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
               "dtype": str(next(model.parameters()).dtype), "threads": torch.get_num_threads(),
               "new_tokens": args.new_tokens, "repeats": args.repeats, "rows": rows,
               "identical_outputs": checks, "kernels": gen.source.get("kernels"), "peak_memory_mb": round(peak_memory_mb(gen.device), 1)}
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    save_json(result, args.out)
     return result
 
 

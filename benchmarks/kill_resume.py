@@ -16,7 +16,6 @@ from the newest complete checkpoint, and whether a half-written checkpoint was e
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
+from common import save_json  # noqa: E402
 from kill_support import kill_and_resume  # noqa: E402
 
 
@@ -50,8 +50,7 @@ def main() -> None:
             args.seed,
             log=lambda line: print(line, flush=True),
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    save_json(result, args.out, show=False)
     print(
         f"\n| kills | during a checkpoint write | during a deletion | runs | max abs weight diff | "
         f"log identical | resumed from newest | incomplete seen | leftovers |\n|---|---|---|---|---|---|---|---|---|\n"

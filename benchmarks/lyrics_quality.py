@@ -12,11 +12,11 @@ metrics (museforge.text.metrics). Fixed seeds 0..n-1 over a fixed list of topics
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
-from pathlib import Path
+
+from common import save_json
 
 TOPICS = ["rain on a city night", "leaving home", "a summer by the sea", "the last train", "my grandmother's kitchen",
           "dancing alone", "a broken phone", "the first snow", "running late", "a letter never sent"]
@@ -71,15 +71,13 @@ def main(argv: list[str] | None = None) -> dict:
             per_row[row].append(m)
             samples.setdefault(row, text)
             partial = {"benchmark": "lyric craft (partial)", "table": [summarize(r, rs) for r, rs in per_row.items()]}
-            Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(a.out).write_text(json.dumps(partial, indent=2))  # survives an interrupted run
+            save_json(partial, a.out, show=False)  # survives an interrupted run
             print(f"{row} {i + 1}/{a.n}: rhyme {m.get('rhyme_adherence')}, syl dev {m.get('syllable_dev_mean')}, "
                   f"{m['seconds']:.1f}s", file=sys.stderr, flush=True)
     table = [summarize(r, rows) for r, rows in per_row.items()]
     result = {"benchmark": "lyric craft", "model": a.model, "sections": a.sections, "rhyme": a.rhyme,
               "syllables": a.syllables, "table": table, "sample": samples}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(result, indent=2))
+    save_json(result, a.out, show=False)
     print(markdown_table(table))
     return result
 

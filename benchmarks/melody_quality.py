@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import math
 import platform
 import random
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import save_json
 from symusic import Score
 
 from museforge.config import config_from_dict
@@ -181,9 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
                                 "seconds_per_melody_batched": round((time.perf_counter() - t) / done, 3)}
 
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    save_json(result, out)
     print(tables(result))
     return result
 

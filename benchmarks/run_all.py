@@ -15,11 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from common import save_json, spread
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -34,7 +35,8 @@ def cold_start(code: str, repeats: int) -> dict:
         subprocess.run([PY, "-c", code], check=True, capture_output=True,
                        env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"})
         times.append(time.perf_counter() - t0)
-    return {"median_s": round(statistics.median(times), 2), "min_s": round(min(times), 2), "max_s": round(max(times), 2)}
+    median, lo, hi = spread(times, 2)
+    return {"median_s": median, "min_s": lo, "max_s": hi}
 
 
 def melody_speed(repeats: int) -> dict:
@@ -47,8 +49,8 @@ def melody_speed(repeats: int) -> dict:
         t0 = time.perf_counter()
         gen.generate(bars=16, seed=seed, key="D minor", tempo=96)
         times.append(time.perf_counter() - t0)
-    return {"seconds_per_16_bars": round(statistics.median(times), 2), "min_s": round(min(times), 2),
-            "max_s": round(max(times), 2)}
+    median, lo, hi = spread(times, 2)
+    return {"seconds_per_16_bars": median, "min_s": lo, "max_s": hi}
 
 
 def melody_train_speed(steps: int) -> dict:
@@ -94,7 +96,7 @@ def main() -> None:
         report["startup"] = {
             "text": cold_start("import museforge; museforge.generate_lyrics('rain', seed=1, max_new_tokens=1)", reps),
             "melody": cold_start("import museforge; museforge.generate('melody', bars=1, seed=1)", reps)}
-    (RESULTS / "all.json").write_text(json.dumps(report, indent=2))
+    save_json(report, RESULTS / "all.json", show=False)
     lines = ["| benchmark | setting | museforge | baseline | ratio |", "|---|---|---|---|---|"]
     for row in report.get("generation", {}).get("rows", []):
         if row["impl"] != "plain":

@@ -21,11 +21,12 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from common import save_json, spread
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "lyrics" / "openhymnal.jsonl"
@@ -165,9 +166,8 @@ def main(argv: list[str] | None = None) -> dict:
                   file=sys.stderr, flush=True)
     rows = []
     for impl, rs in runs.items():
-        speeds = [r["tok_s"] for r in rs]
-        rows.append({"setting": a.setting, "impl": impl, "tok_s": round(statistics.median(speeds), 1),
-                     "tok_s_min": round(min(speeds), 1), "tok_s_max": round(max(speeds), 1),
+        speed, lo, hi = spread((r["tok_s"] for r in rs), 1)
+        rows.append({"setting": a.setting, "impl": impl, "tok_s": speed, "tok_s_min": lo, "tok_s_max": hi,
                      "peak_rss_mb": round(max(r["peak_rss_mb"] for r in rs)),
                      "peak_gpu_mb": round(max(r.get("peak_gpu_mb", 0) for r in rs)) or None})
     rows[0]["ratio_vs_trainer"] = round(rows[0]["tok_s"] / rows[1]["tok_s"], 3)
@@ -175,10 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"benchmark": "fine-tuning", "model": a.model, "data": a.data, "batch": a.batch, "block": a.block,
               "steps": a.steps, "precision": a.precision, "device_name": runs["museforge"][0].get("device_name", "cpu"),
               "rows": rows}
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    save_json(result, a.out)
     return result
 
 

@@ -37,6 +37,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from common import save_json
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 KEYS = [
@@ -364,8 +366,7 @@ def main() -> None:
         "answers_afterwards": after_ok,
         "afterwards_s": round(after_s, 2),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    save_json(result, args.out, show=False)
     r = result
     print(
         "| sessions | seconds | requests | req/s | errors | mismatches | max in flight | RSS warm | RSS peak | RSS end | answers after |"
