@@ -78,7 +78,7 @@ def test_chunked_token_nll_matches_per_position_cross_entropy():
 
 
 def test_a_model_that_bypasses_its_head_module_still_gets_the_right_loss():
-    from museforge.loss import lm_loss
+    from museforge.loss import lm_loss, lm_token_nll
 
     tok = tiny_tokenizer()
     torch.manual_seed(0)
@@ -97,4 +97,7 @@ def test_a_model_that_bypasses_its_head_module_still_gets_the_right_loss():
             return type("Out", (), {"logits": out.last_hidden_state @ head.weight.T})()
 
     assert torch.allclose(lm_loss(Bypass(model), {"input_ids": ids, "labels": ids}, head), expected, atol=1e-5)
+    for m in (Bypass(model), model):  # evaluation's per-position nll too, whichever way the logits come
+        assert torch.allclose(lm_token_nll(m, {"input_ids": ids, "labels": ids}, head).mean(), expected, atol=1e-5)
+    assert torch.allclose(lm_token_nll(model, {"input_ids": ids, "labels": ids}, None).mean(), expected, atol=1e-5)
     assert torch.allclose(lm_loss(model, {"input_ids": ids, "labels": ids}, head), expected, atol=1e-5)

@@ -51,37 +51,43 @@ def hidden_states_out(model: nn.Module, head: nn.Linear) -> Iterator[nn.Linear]:
         del head.forward
 
 
+def _chunked(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor, dtype: torch.dtype, chunk: int,
+             want_h: bool = False, want_w: bool = False):
+    """Per-position nll of `h @ w.T` against `y` (0 where y is -100), chunk by chunk; with want_*,
+    also the gradients of the mean nll w.r.t. h and w (fp32 for w). Products in `dtype`."""
+    valid = y != -100
+    count = valid.sum().clamp(min=1)
+    w = w.detach().to(dtype)
+    nll = torch.zeros(y.shape, dtype=torch.float32, device=h.device)
+    grad_h = torch.empty_like(h) if want_h else None
+    grad_w = torch.zeros(w.shape, dtype=torch.float32, device=w.device) if want_w else None
+    with torch.autocast(h.device.type, enabled=False):
+        for s in range(0, h.shape[0], chunk):
+            hc = h[s:s + chunk].detach().to(dtype)
+            keep = valid[s:s + chunk]
+            target = y[s:s + chunk].clamp(min=0)[:, None]
+            logits = (hc @ w.T).float()
+            lse = logits.logsumexp(-1, keepdim=True)
+            nll[s:s + chunk] = (lse - logits.gather(1, target)).squeeze(1) * keep
+            if want_h or want_w:
+                g = logits.sub_(lse).exp_()  # softmax, in place of the logits
+                g.scatter_add_(1, target, torch.full_like(target, -1, dtype=g.dtype))
+                g.mul_((keep / count)[:, None])
+                g = g.to(dtype)
+                if want_h:
+                    grad_h[s:s + chunk] = (g @ w).to(h.dtype)
+                if want_w:
+                    grad_w += (g.T @ hc).float()
+    return nll, count, grad_h, grad_w
+
+
 class _ChunkedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, labels, dtype, chunk):  # noqa: D102  (hidden [N, H], labels [N])
-        valid = labels != -100
-        count = valid.sum().clamp(min=1)
-        w = weight.detach().to(dtype)
-        want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_h = torch.empty_like(hidden) if want_h else None
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_w else None
-        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        with torch.autocast(hidden.device.type, enabled=False):
-            for s in range(0, hidden.shape[0], chunk):
-                h = hidden[s:s + chunk].detach().to(dtype)
-                y = labels[s:s + chunk]
-                keep = valid[s:s + chunk]
-                target = y.clamp(min=0)[:, None]
-                logits = (h @ w.T).float()
-                lse = logits.logsumexp(-1, keepdim=True)
-                total += ((lse - logits.gather(1, target)).squeeze(1) * keep).sum()
-                if want_h or want_w:
-                    g = logits.sub_(lse).exp_()  # softmax, in place of the logits
-                    g.scatter_add_(1, target, torch.full_like(target, -1, dtype=g.dtype))
-                    g.mul_((keep / count)[:, None])
-                    g = g.to(dtype)
-                    if want_h:
-                        grad_h[s:s + chunk] = (g @ w).to(hidden.dtype)
-                    if want_w:
-                        grad_w += (g.T @ h).float()
+        nll, count, grad_h, grad_w = _chunked(hidden, weight, labels, dtype, chunk, *ctx.needs_input_grad[:2])
         ctx.save_for_backward(grad_h, grad_w)
         ctx.weight_dtype = weight.dtype
-        return total / count
+        return nll.sum() / count
 
     @staticmethod
     def backward(ctx, grad_out):  # noqa: D102
@@ -91,13 +97,18 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         return gh, gw, None, None, None
 
 
+def _shifted(hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.dtype]:
+    """Positions [N, H] and their next tokens [N], and the dtype of the head's products (the
+    autocast dtype inside autocast, as within the model, else the hidden states' own)."""
+    device = hidden.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+    return hidden[:, :-1].reshape(-1, hidden.shape[-1]), labels[:, 1:].reshape(-1), dtype
+
+
 def chunked_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
     """Mean next-token cross-entropy of `hidden @ weight.T` against `labels` shifted by one
     (-100 = ignored), like transformers' causal-LM loss, without materializing all logits."""
-    device = hidden.device.type
-    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
-    h = hidden[:, :-1].reshape(-1, hidden.shape[-1])
-    y = labels[:, 1:].reshape(-1)
+    h, y, dtype = _shifted(hidden, labels)
     return _ChunkedCrossEntropy.apply(h, weight, y, dtype, chunk)
 
 
@@ -105,19 +116,16 @@ def chunked_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Te
 def chunked_token_nll(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
     """Per-position next-token negative log-likelihood [B, T-1] (0 where the label is -100),
     for evaluation: the same arithmetic as the training loss, no gradients, chunked."""
-    device = hidden.device.type
-    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
-    h = hidden[:, :-1].reshape(-1, hidden.shape[-1])
-    y = labels[:, 1:].reshape(-1)
-    w = weight.to(dtype)
-    out = torch.zeros(y.shape, dtype=torch.float32, device=hidden.device)
-    with torch.autocast(device, enabled=False):
-        for s in range(0, h.shape[0], chunk):
-            logits = (h[s:s + chunk].to(dtype) @ w.T).float()
-            target = y[s:s + chunk].clamp(min=0)[:, None]
-            nll = (logits.logsumexp(-1, keepdim=True) - logits.gather(1, target)).squeeze(1)
-            out[s:s + chunk] = nll * (y[s:s + chunk] != -100)
-    return out.view(labels.shape[0], -1)
+    h, y, dtype = _shifted(hidden, labels)
+    return _chunked(h, weight, y, dtype, chunk)[0].view(labels.shape[0], -1)
+
+
+def _through_head(model: nn.Module, batch: dict[str, torch.Tensor], head: nn.Linear) -> tuple[torch.Tensor, bool]:
+    """The forward pass with the head bypassed: (last hidden states, True), or (logits, False) for
+    a model that computes its logits without calling its head module."""
+    with hidden_states_out(model, head):
+        out = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    return out, out.shape[-1] == head.in_features
 
 
 def lm_loss(model: nn.Module, batch: dict[str, torch.Tensor], head: nn.Linear | None) -> torch.Tensor:
@@ -125,10 +133,22 @@ def lm_loss(model: nn.Module, batch: dict[str, torch.Tensor], head: nn.Linear | 
     `fused_head`), else the model's own loss."""
     if head is None:
         return model(**batch).loss
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    with hidden_states_out(model, head):
-        hidden = model(**inputs).logits
-    if hidden.shape[-1] != head.in_features:  # a model that bypasses its head module: these are logits
-        labels = batch["labels"][:, 1:].reshape(-1)
-        return torch.nn.functional.cross_entropy(hidden[:, :-1].reshape(labels.numel(), -1).float(), labels)
-    return chunked_lm_loss(hidden, head.weight, batch["labels"])
+    out, hidden = _through_head(model, batch, head)
+    if hidden:
+        return chunked_lm_loss(out, head.weight, batch["labels"])
+    labels = batch["labels"][:, 1:].reshape(-1)
+    return torch.nn.functional.cross_entropy(out[:, :-1].reshape(labels.numel(), -1).float(), labels)
+
+
+@torch.no_grad()
+def lm_token_nll(model: nn.Module, batch: dict[str, torch.Tensor], head: nn.Linear | None) -> torch.Tensor:
+    """Per-position next-token nll [B, T-1] of a batch with labels (0 where ignored), for
+    evaluation: chunked through `head` when given, else from the model's full logits."""
+    if head is not None:
+        out, hidden = _through_head(model, batch, head)
+        if hidden:
+            return chunked_token_nll(out, head.weight, batch["labels"])
+    else:
+        out = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    return torch.nn.functional.cross_entropy(out[:, :-1].float().transpose(1, 2), batch["labels"][:, 1:],
+                                             ignore_index=-100, reduction="none")

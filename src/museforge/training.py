@@ -356,7 +356,7 @@ def _train(config: Config | str | Path, overrides: list[str] | None, model, toke
     # since the head's weight exists whole only inside the wrapped forward pass.
     from accelerate.utils import DistributedType
 
-    from museforge.loss import chunked_token_nll, fused_head, hidden_states_out, lm_loss
+    from museforge.loss import fused_head, lm_loss, lm_token_nll
 
     sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
     head = None if sharded else fused_head(accelerator.unwrap_model(model))
@@ -386,15 +386,9 @@ def _train(config: Config | str | Path, overrides: list[str] | None, model, toke
             for i, batch in enumerate(val_loader):
                 if t.eval_batches and i >= t.eval_batches:
                     break
-                full_labels = batch.pop("labels")
-                labels = full_labels[:, 1:]
-                if head is not None:  # chunked, as in training: never all logits at once
-                    with hidden_states_out(model, head), accelerator.autocast():
-                        nll = chunked_token_nll(model(**batch).logits, head.weight, full_labels).sum(1)
-                else:
-                    logits = model(**batch).logits[:, :-1].float()
-                    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100,
-                                                            reduction="none").sum(1)
+                labels = batch["labels"][:, 1:]
+                with accelerator.autocast():  # chunked as in training when the head allows it
+                    nll = lm_token_nll(model, batch, head).sum(1)
                 # per-sequence sums, gathered without the padding samples accelerate adds to
                 # even out the last batch across processes
                 nll, n = accelerator.gather_for_metrics((nll, (labels != -100).sum(1)))
