@@ -160,13 +160,9 @@ class Generator:
         if quantize and quantize != "int8":
             raise UserError(f"quantize='{quantize}': the only option is int8")
         lm, source = load_model(model, t.name, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
-        from museforge.kernels import pack_linears, quantize_int8
-
+        source["kernels"] = _speed_up(lm, quantize, pack)
         if quantize:
-            lm = quantize_int8(lm)
             source["quantized"] = "int8"
-        elif pack and pack_linears(lm):  # same outputs, ~2x faster matrix-vector products on CPU
-            source["kernels"] = "onednn-packed-bf16"
         own = source["adapter"] and any((Path(source["adapter"]) / f).is_file()
                                         for f in ("tokenizer_config.json", "tokenizer.json"))
         tokenizer = t.load_tokenizer(source["adapter"] if own else source["path"], trust_remote_code=trust_remote_code)
@@ -227,6 +223,18 @@ class Generator:
             kw["no_repeat_ngram_size"] = s.no_repeat_ngram_size
         return kw
 
+    def exact_lookup(self, hf: dict[str, Any]) -> bool:
+        """Whether prompt-lookup decoding gives exactly the tokens of plain greedy decoding here.
+
+        Prompt lookup proposes the tokens that followed the last two tokens' earlier occurrence (a
+        repeated line, a chorus) and checks them all in one forward. The lean forward scores
+        them exactly as one by one, so greedy tokens are unchanged; transformers applies logits
+        processors (repetition penalty, n-gram blocking) differently to proposed tokens, so with
+        any of them it stays off."""
+        return (getattr(self.model.forward, "lean", None) is not None and not hf.get("do_sample")
+                and hf.get("repetition_penalty", 1.0) in (None, 1.0) and not hf.get("no_repeat_ngram_size")
+                and not hf.get("logits_processor") and not hf.get("num_beams", 1) > 1)
+
     def complete_ids(self, input_ids: list[int], settings: GenerationConfig, n: int | None = None,
                      seed_offset: int = 0, logprobs: list[float] | None = None, **hf: Any) -> list[list[int]]:
         """Sample `n` continuations of one token sequence; returns the new token ids of each.
@@ -250,6 +258,8 @@ class Generator:
         kwargs["max_new_tokens"] = min(kwargs["max_new_tokens"], window - len(input_ids))
         if logprobs is not None:
             kwargs.update(output_logits=True, return_dict_in_generate=True)
+        elif n == 1 and self.exact_lookup(kwargs):
+            kwargs["prompt_lookup_num_tokens"] = LOOKUP_TOKENS
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with self._lock, torch.random.fork_rng(devices=devices), torch.inference_mode():
             was_training = self.model.training
@@ -339,6 +349,33 @@ class Generator:
     def output(self, text: str, prompt: str, settings: GenerationConfig, task: str,
                options: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None) -> Output:
         return Output(text, task, prompt, self.provenance(settings, options), metadata or {})
+
+
+LOOKUP_TOKENS = 8  # prompt-lookup tokens proposed per step (greedy, batch 1; see Generator.exact_lookup)
+
+
+def _speed_up(lm: Any, quantize: str, pack: bool) -> str | None:
+    """Faster CPU decoding, in place: which kernels now compute the model (None: its own).
+
+    Packed bf16 weights and the lean Llama forward give bit-identical logits (checked on the
+    model); int8 weights change them slightly and are opt-in. See museforge.kernels and
+    museforge.decode."""
+    from museforge.decode import lean_decoding
+    from museforge.kernels import Int8Linear, PackedLinear, can_pack, pack_linears, quantize_int8
+
+    if quantize:
+        if next(lm.parameters()).device.type == "cpu" and lean_decoding(lm.to(torch.bfloat16), Int8Linear,
+                                                                         exact=False):
+            lm.config.tie_word_embeddings = False
+            lm.config.museforge_quantized = "int8-weight-only"
+            return "int8+lean-llama"
+        quantize_int8(lm)
+        return None
+    if pack and can_pack(lm) and lean_decoding(lm, PackedLinear):
+        return "onednn-packed-bf16+lean-llama"
+    if pack and pack_linears(lm):  # same outputs, ~2x faster matrix-vector products on CPU
+        return "onednn-packed-bf16"
+    return None
 
 
 def load_generator(task: str = "lyrics", model: str = "default", style: str = "", dtype: str = "auto",

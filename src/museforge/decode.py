@@ -1,0 +1,259 @@
+"""A lean decoding forward for Llama-family models on CPU: same logits, less work per token.
+
+    gen = museforge.load_generator("lyrics")   # installed by default for Llama models on CPU bf16
+    gen.source["kernels"]                      # "onednn-packed-bf16+lean-llama"
+
+Decoding a 135M model one token at a time on a CPU spends as much time on the ~1,350 small
+operations and Python calls around the matrix products as on the products themselves
+(docs/performance.md). `LeanLlama` computes transformers' LlamaForCausalLM with the same aten
+operations, in the same order, on the same numbers, but without the module machinery, with
+q/k/v and gate/up each fused into one matrix product (concatenated rows: every output element
+is the same dot product), with a key/value cache written in place instead of grown by
+concatenation, and with a chunk of several new tokens (prompt-lookup candidates) attended to
+one row at a time, exactly as if they had been decoded one by one. Its logits are checked to be
+bit-identical to the model's own forward when it is installed; where they are not (another
+torch, another attention implementation), nothing is installed.
+
+transformers' `generate` still runs the loop (sampling, processors, stopping, streaming): only
+the model's forward is replaced, and any call it does not cover (training, gradients, padding
+masks, embeddings input, other caches) goes to the model's own forward.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_LEAN_KEYS = {"input_ids", "attention_mask", "position_ids", "cache", "use_cache", "return_dict", "logits_to_keep",
+              "output_attentions", "output_hidden_states"}
+
+
+class _Part(nn.Module):
+    """Output columns [start, stop) of a fused projection, so the model's own forward still works."""
+
+    def __init__(self, fused: nn.Module, start: int, stop: int):
+        super().__init__()
+        object.__setattr__(self, "fused", fused)  # a reference, not a submodule: the fused layer has one home
+        self.start, self.stop = start, stop
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fused(x)[..., self.start:self.stop].contiguous()
+
+
+def _fuse(*layers: nn.Linear) -> nn.Linear:
+    w = torch.cat([layer.weight.detach() for layer in layers])
+    bias = None if layers[0].bias is None else torch.cat([layer.bias.detach() for layer in layers])
+    fused = nn.Linear(w.shape[1], w.shape[0], bias=bias is not None, device=w.device, dtype=w.dtype)
+    fused.weight = nn.Parameter(w, requires_grad=False)
+    if bias is not None:
+        fused.bias = nn.Parameter(bias, requires_grad=False)
+    return fused
+
+
+def supports(model: nn.Module) -> bool:
+    """A Llama-architecture causal LM whose layers this forward reproduces exactly."""
+    if type(model).__name__ != "LlamaForCausalLM":
+        return False
+    c = model.config
+    rope = (getattr(c, "rope_parameters", None) or {}).get("rope_type", "default")
+    return (c.hidden_act == "silu" and rope == "default" and getattr(c, "pretraining_tp", 1) == 1
+            and getattr(c, "_attn_implementation", "sdpa") == "sdpa" and not getattr(c, "mlp_bias", False)
+            and next(model.parameters()).device.type == "cpu")
+
+
+class LeanLlama:
+    """The lean forward of one LlamaForCausalLM (see the module docstring)."""
+
+    def __init__(self, model: nn.Module, kernel: Callable[[nn.Module], nn.Module]):
+        c, core = model.config, model.model
+        self.model, self.own_forward = model, model.forward
+        self.h, self.kv, self.d = c.num_attention_heads, c.num_key_value_heads, c.head_dim
+        self.inter, self.scale = c.intermediate_size, c.head_dim ** -0.5
+        self.embed, self.inv_freq = core.embed_tokens.weight, core.rotary_emb.inv_freq
+        self.rope_scaling = core.rotary_emb.attention_scaling
+        self.norm = (core.norm.weight, core.norm.variance_epsilon)
+        self.layers, self.originals = [], []
+        for layer in core.layers:
+            a, m = layer.self_attn, layer.mlp
+            qkv, gate_up = kernel(_fuse(a.q_proj, a.k_proj, a.v_proj)), kernel(_fuse(m.gate_proj, m.up_proj))
+            self.layers.append((layer.input_layernorm, qkv, kernel(a.o_proj), layer.post_attention_layernorm,
+                                gate_up, kernel(m.down_proj)))
+        self.head = kernel(model.lm_head)
+
+    # ---- installing ---------------------------------------------------------------------------
+    def install(self) -> None:
+        """Route the model's forward here; its own layers become views of the fused ones."""
+        q, k = self.h * self.d, self.kv * self.d
+        for layer, (_, qkv, o, _, gate_up, down) in zip(self.model.model.layers, self.layers, strict=True):
+            a, m = layer.self_attn, layer.mlp
+            a.qkv_proj, m.gate_up_proj = qkv, gate_up
+            a.q_proj, a.k_proj, a.v_proj = _Part(qkv, 0, q), _Part(qkv, q, q + k), _Part(qkv, q + k, q + 2 * k)
+            a.o_proj, m.down_proj = o, down
+            m.gate_proj, m.up_proj = _Part(gate_up, 0, self.inter), _Part(gate_up, self.inter, 2 * self.inter)
+        self.model.lm_head = self.head
+
+        def forward(*args: Any, **kw: Any):
+            return self.forward(*args, **kw)
+
+        forward.lean = self  # type: ignore[attr-defined]
+        self.model.forward = functools.update_wrapper(forward, self.own_forward)  # same signature for generate
+
+    # ---- the forward ----------------------------------------------------------------------------
+    def covers(self, args: tuple, kw: dict[str, Any]) -> bool:
+        """Whether this call is plain cached decoding, the only kind the lean path computes."""
+        if args or not _LEAN_KEYS.issuperset(kw) or torch.is_grad_enabled() or self.model.training:
+            return False
+        ids, cache, mask, positions = kw.get("input_ids"), kw.get("cache"), kw.get("attention_mask"), kw.get("position_ids")
+        if ids is None or ids.dim() != 2 or kw.get("use_cache") is False:
+            return False
+        if kw.get("output_attentions") or kw.get("output_hidden_states"):
+            return False
+        from transformers.cache_utils import DynamicCache, DynamicLayer
+
+        if (type(cache) is not DynamicCache or len(cache.layers) != len(self.layers)
+                or any(type(layer) is not DynamicLayer for layer in cache.layers)):
+            return False
+        (b, t), n = ids.shape, cache.get_seq_length()
+        if positions is not None and not torch.equal(positions, torch.arange(n, n + t, device=ids.device).expand(b, t)):
+            return False  # left padding, or positions of the caller's own
+        return mask is None or (mask.shape == (b, n + t) and bool(mask.all()))
+
+    def forward(self, *args: Any, **kw: Any):
+        if not self.covers(args, kw):
+            return self.own_forward(*args, **kw)
+        from transformers.modeling_outputs import CausalLMOutputWithPast
+
+        ids, cache = kw["input_ids"], kw["cache"]
+        keys, values, n = self._buffers(cache, ids.shape[0], ids.shape[1])
+        h = self._layers(ids, keys, values, n)
+        keep = kw.get("logits_to_keep") if kw.get("logits_to_keep") is not None else 0
+        if not isinstance(keep, int):
+            h = h[:, keep]
+        elif keep:
+            h = h[:, -keep:]
+        logits = self.head(_rms(h, *self.norm))
+        for layer, k, v in zip(cache.layers, keys, values, strict=True):  # the cache stays a valid DynamicCache
+            if not layer.is_initialized:
+                layer.device, layer.is_initialized = k.device, True
+            layer.keys, layer.values = k[:, :, : n + ids.shape[1]], v[:, :, : n + ids.shape[1]]
+        return CausalLMOutputWithPast(logits=logits, cache=cache)
+
+    def _layers(self, ids: torch.Tensor, keys: list[torch.Tensor], values: list[torch.Tensor], n: int) -> torch.Tensor:
+        b, t = ids.shape
+        H, KV, D = self.h, self.kv, self.d
+        h = F.embedding(ids, self.embed)
+        # rotary embedding, as LlamaRotaryEmbedding computes it
+        freqs = torch.arange(n, n + t, device=ids.device)[None, :, None].float() * self.inv_freq
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos = (emb.cos() * self.rope_scaling).to(h.dtype)[:, None]
+        sin = (emb.sin() * self.rope_scaling).to(h.dtype)[:, None]
+        for (norm1, qkv_proj, o_proj, norm2, gate_up_proj, down_proj), kc, vc in zip(self.layers, keys, values,
+                                                                                         strict=True):
+            x = _rms(h, norm1.weight, norm1.variance_epsilon)
+            qkv = qkv_proj(x).view(b, t, H + 2 * KV, D).transpose(1, 2)
+            qk = qkv[:, : H + KV]  # queries and keys rotate together: the same elementwise operations
+            qk = (qk * cos) + (torch.cat((-qk[..., D // 2:], qk[..., : D // 2]), dim=-1) * sin)
+            kc[:, :, n: n + t] = qk[:, H:]
+            vc[:, :, n: n + t] = qkv[:, H + KV:]
+            q = qk[:, :H]
+            if n == 0:  # the prompt: causal attention over itself
+                o = F.scaled_dot_product_attention(q, qk[:, H:], qkv[:, H + KV:], is_causal=t > 1, scale=self.scale,
+                                                   enable_gqa=True)
+            else:  # each new token attends to the cache up to itself, as it would when decoded alone
+                o = torch.cat([F.scaled_dot_product_attention(q[:, :, i: i + 1], kc[:, :, : n + i + 1],
+                                                              vc[:, :, : n + i + 1], scale=self.scale, enable_gqa=True)
+                               for i in range(t)], dim=2) if t > 1 else \
+                    F.scaled_dot_product_attention(q, kc[:, :, : n + 1], vc[:, :, : n + 1], scale=self.scale,
+                                                   enable_gqa=True)
+            h = h + o_proj(o.transpose(1, 2).reshape(b, t, H * D))
+            x = gate_up_proj(_rms(h, norm2.weight, norm2.variance_epsilon))
+            h = h + down_proj(F.silu(x[..., : self.inter]) * x[..., self.inter:])
+        return h
+
+    def _buffers(self, cache: Any, b: int, t: int) -> tuple[list[torch.Tensor], list[torch.Tensor], int]:
+        """Preallocated key/value buffers for this cache, holding what the cache holds."""
+        n = cache.get_seq_length()
+        state = getattr(cache, "_museforge_kv", None)
+        layer0 = cache.layers[0]
+        ours = (state is not None and layer0.is_initialized and layer0.keys.numel()
+                and layer0.keys.data_ptr() == state[0][0].data_ptr() and state[0][0].shape[0] == b)
+        if ours and n + t <= state[0][0].shape[2]:
+            return state[0], state[1], n
+        cap = max(2 * (n + t), n + t + 256)
+        shape, like = (b, self.kv, cap, self.d), self.embed
+        keys = [torch.zeros(shape, dtype=like.dtype, device=like.device) for _ in cache.layers]
+        values = [torch.zeros(shape, dtype=like.dtype, device=like.device) for _ in cache.layers]
+        if n:  # a cache filled elsewhere (or outgrown): copy it in
+            for layer, k, v in zip(cache.layers, keys, values, strict=True):
+                k[:, :, :n], v[:, :, :n] = layer.keys, layer.values
+        cache._museforge_kv = (keys, values)
+        return keys, values, n
+
+
+def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """LlamaRMSNorm, operation for operation."""
+    h = x.to(torch.float32)
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * h.to(x.dtype)
+
+
+def lean_decoding(model: nn.Module, kernel: Callable[[nn.Module], nn.Module], exact: bool = True) -> bool:
+    """Install the lean forward on `model` (in place) if it supports it; returns whether it did.
+
+    `kernel` turns an nn.Linear into the module that computes it (PackedLinear, Int8Linear).
+    With `exact`, the lean logits must equal the model's own forward as it is now, bit for bit,
+    for a prompt, one decoded token and a chunk of three; otherwise the model is left untouched.
+    Without (int8), they must equal the model's own forward on the same int8 layers.
+    """
+    if not supports(model):
+        return False
+    lean = LeanLlama(model, kernel)
+    ids = torch.arange(7, device=model.device)[None] * 97 % model.config.vocab_size
+    with torch.inference_mode():
+        reference = _check_logits(model.forward, ids, model.config) if exact else None
+        saved = _save(model)
+        lean.install()
+        reference = reference if exact else _check_logits(lean.own_forward, ids, model.config)
+        if not all(torch.equal(a, b) for a, b in zip(_check_logits(model.forward, ids, model.config, chunk=True), reference,
+                                                     strict=True)):
+            _restore(model, saved)
+            return False
+    return True
+
+
+def _check_logits(forward: Callable, ids: torch.Tensor, config: Any, chunk: bool = False) -> list[torch.Tensor]:
+    """Logits for a 3-token prompt, then one token, then three more: one by one, or as one chunk
+    (which the lean forward must compute exactly as one by one)."""
+    from transformers.cache_utils import DynamicCache
+
+    out, cache = [], DynamicCache(config=config)
+    out.append(forward(input_ids=ids[:, :3], cache=cache, use_cache=True).logits[:, -1])
+    out.append(forward(input_ids=ids[:, 3:4], cache=cache, use_cache=True).logits[:, -1])
+    if chunk:
+        out.extend(forward(input_ids=ids[:, 4:7], cache=cache, use_cache=True).logits.unbind(1))
+    else:
+        out.extend(forward(input_ids=ids[:, i: i + 1], cache=cache, use_cache=True).logits[:, -1] for i in (4, 5, 6))
+    return out
+
+
+def _save(model: nn.Module) -> list[tuple[nn.Module, str, Any]]:
+    saved = [(model, "lm_head", model.lm_head)]
+    for layer in model.model.layers:
+        a, m = layer.self_attn, layer.mlp
+        saved += [(a, name, getattr(a, name)) for name in ("q_proj", "k_proj", "v_proj", "o_proj")]
+        saved += [(m, name, getattr(m, name)) for name in ("gate_proj", "up_proj", "down_proj")]
+    return saved
+
+
+def _restore(model: nn.Module, saved: list[tuple[nn.Module, str, Any]]) -> None:
+    for owner, name, module in saved:
+        setattr(owner, name, module)
+    for layer in model.model.layers:
+        for owner, name in ((layer.self_attn, "qkv_proj"), (layer.mlp, "gate_up_proj")):
+            if name in owner._modules:
+                del owner._modules[name]
+    model.__dict__.pop("forward", None)

@@ -1,0 +1,158 @@
+"""The lean Llama decoding forward (museforge.decode): same logits and tokens as the model's own."""
+
+import copy
+
+import pytest
+import torch
+
+from museforge.generation import Generator, _speed_up
+from tinymodels import tiny_tokenizer
+
+pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch build has no oneDNN")
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return tiny_tokenizer()
+
+
+def tiny_llama(tok, **extra):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, **extra)
+    return LlamaForCausalLM(config).eval().to(torch.bfloat16)
+
+
+def lean_pair(tok):
+    """(the plain bf16 model, a copy with packed weights and the lean forward)."""
+    plain = tiny_llama(tok)
+    lean = copy.deepcopy(plain)
+    assert _speed_up(lean, "", True) == "onednn-packed-bf16+lean-llama"
+    return plain, lean
+
+
+def count_lean_calls(model):
+    """Count the forward calls the lean path computes, and the tokens of each."""
+    lean = model.forward.lean
+    calls = []
+    covers = lean.covers
+
+    def counting(args, kw):
+        ok = covers(args, kw)
+        calls.append(kw["input_ids"].shape[1] if ok else 0)
+        return ok
+
+    lean.covers = counting
+    return calls
+
+
+def test_logits_identical_for_prompt_decode_and_chunks(tok):
+    from transformers.cache_utils import DynamicCache
+
+    plain, lean = lean_pair(tok)
+    ids = torch.tensor([tok("rain on a city night and the lights go down slow")["input_ids"]] * 2)
+    calls = count_lean_calls(lean)
+    with torch.inference_mode():
+        c1, c2 = DynamicCache(config=plain.config), DynamicCache(config=lean.config)
+        a = plain(input_ids=ids[:, :5], cache=c1, use_cache=True).logits
+        b = lean(input_ids=ids[:, :5], cache=c2, use_cache=True).logits
+        assert torch.equal(a, b)
+        one_by_one = [plain(input_ids=ids[:, i:i + 1], cache=c1, use_cache=True).logits for i in range(5, 9)]
+        b1 = lean(input_ids=ids[:, 5:6], cache=c2, use_cache=True).logits  # one token
+        chunk = lean(input_ids=ids[:, 6:9], cache=c2, use_cache=True).logits  # three at once
+        assert torch.equal(one_by_one[0], b1)
+        assert torch.equal(torch.cat(one_by_one[1:], 1), chunk)
+        # the cache it leaves is a valid DynamicCache with the same content
+        assert c2.get_seq_length() == c1.get_seq_length() == 9
+        assert torch.equal(c1.layers[1].keys, c2.layers[1].keys) and torch.equal(c1.layers[0].values, c2.layers[0].values)
+    assert calls == [5, 1, 3]
+
+
+@pytest.mark.parametrize("n", [1, 3])
+@pytest.mark.parametrize("temperature", [0.0, 0.9])
+def test_generation_identical_to_the_plain_model(tok, n, temperature):
+    plain, lean = lean_pair(tok)
+    calls = count_lean_calls(lean)
+    settings = dict(seed=5, max_new_tokens=30, temperature=temperature, repetition_penalty=1.0, num_return_sequences=n)
+    a = Generator("lyrics", plain, tok).complete("rain on the roof", Generator("lyrics", plain, tok).settings(**settings)[0])
+    b = Generator("lyrics", lean, tok).complete("rain on the roof", Generator("lyrics", lean, tok).settings(**settings)[0])
+    assert a == b
+    assert calls and all(calls)  # every forward went through the lean path
+
+
+def test_prompt_lookup_is_used_for_greedy_and_changes_nothing(tok):
+    """Greedy, batch 1, no processors: proposed tokens are checked in one forward, same tokens."""
+    plain, lean = lean_pair(tok)
+    gen, ref = Generator("lyrics", lean, tok), Generator("lyrics", plain, tok)
+    prompt = "la la la la la la la la la la la la la la la la"
+    greedy = dict(seed=0, max_new_tokens=60, temperature=0.0, repetition_penalty=1.0)
+    assert gen.exact_lookup(gen.hf_kwargs(gen.settings(**greedy)[0]))
+    calls = count_lean_calls(lean)
+    assert gen.complete(prompt, gen.settings(**greedy)[0]) == ref.complete(prompt, ref.settings(**greedy)[0])
+    assert any(c > 1 for c in calls[1:]), "no proposed tokens were checked"
+    # a repetition penalty is applied differently to proposed tokens by transformers: no lookup then
+    assert not gen.exact_lookup(gen.hf_kwargs(gen.settings(**{**greedy, "repetition_penalty": 1.2})[0]))
+    assert not gen.exact_lookup(gen.hf_kwargs(gen.settings(**{**greedy, "temperature": 0.7})[0]))
+    assert not Generator("lyrics", plain, tok).exact_lookup(gen.hf_kwargs(gen.settings(**greedy)[0]))
+
+
+def test_calls_it_does_not_cover_go_to_the_models_own_forward(tok):
+    plain, lean = lean_pair(tok)
+    calls = count_lean_calls(lean)
+    ids = torch.tensor([tok("rain on a city night")["input_ids"]])
+    with torch.inference_mode():
+        assert torch.equal(plain(ids).logits, lean(ids).logits)  # positional, no cache
+        padded = torch.cat([torch.full((1, 2), tok.pad_token_id or 0), ids], 1)
+        mask = torch.cat([torch.zeros(1, 2, dtype=torch.long), torch.ones_like(ids)], 1)
+        kw = dict(attention_mask=mask, max_new_tokens=8, do_sample=False)
+        assert torch.equal(plain.generate(padded, **kw), lean.generate(padded, **kw))  # left padding
+    assert torch.equal(plain(ids).logits, lean(ids).logits)  # gradients on
+    assert not any(calls[:1]) and calls[-1] == 0
+
+
+def test_a_forward_that_is_not_exact_is_not_installed(tok, monkeypatch):
+    import museforge.decode as decode
+    from museforge.decode import lean_decoding
+    from museforge.kernels import PackedLinear
+
+    model = tiny_llama(tok)
+    ids = torch.tensor([tok("rain on a city night")["input_ids"]])
+    with torch.inference_mode():
+        before = model(ids).logits
+    original = decode._rms
+    monkeypatch.setattr(decode, "_rms", lambda x, w, eps: original(x, w, eps * 10))
+    assert not lean_decoding(model, PackedLinear)
+    assert "forward" not in model.__dict__ and isinstance(model.model.layers[0].self_attn.q_proj, torch.nn.Linear)
+    assert not hasattr(model.model.layers[0].self_attn, "qkv_proj")
+    with torch.inference_mode():
+        assert torch.equal(model(ids).logits, before)
+
+
+def test_unsupported_models_keep_their_forward(tok):
+    from museforge.decode import supports
+
+    from tinymodels import tiny_model
+
+    gpt2 = tiny_model(tok).to(torch.bfloat16)
+    assert not supports(gpt2) and _speed_up(gpt2, "", True) == "onednn-packed-bf16"
+    scaled = tiny_llama(tok, rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0})
+    assert not supports(scaled)
+    assert _speed_up(tiny_llama(tok), "", False) is None  # pack=False: the model as transformers loaded it
+
+
+def test_int8_lean_matches_int8_layers(tok):
+    """int8 changes the logits (opt-in); the lean forward must still equal the model's own forward on them."""
+    from transformers.cache_utils import DynamicCache
+
+    model = tiny_llama(tok)
+    assert _speed_up(model, "int8", True) == "int8+lean-llama"
+    own = model.forward.lean.own_forward
+    ids = torch.tensor([tok("rain on a city night and the lights")["input_ids"]])
+    with torch.inference_mode():
+        c1, c2 = DynamicCache(config=model.config), DynamicCache(config=model.config)
+        assert torch.equal(own(input_ids=ids, cache=c1, use_cache=True).logits,
+                           model(input_ids=ids, cache=c2, use_cache=True).logits)
+    out = Generator("lyrics", model, tok).generate("rain", seed=1, max_new_tokens=12)
+    assert out.text.strip()
