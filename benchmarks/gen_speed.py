@@ -6,6 +6,8 @@
 Same model object, same dtype, same settings, runs interleaved (plain, museforge, plain, ...);
 128 new tokens forced (min_new_tokens) for batch 1 and 8, greedy and sampled. Reports median
 [min-max] decode tokens/s, time to first token, peak memory, and whether the outputs match.
+Greedy at batch 1 also runs museforge without prompt lookup (the lean forward alone), and counts
+the forward passes prompt lookup needed for 128 tokens.
 """
 
 from __future__ import annotations
@@ -38,6 +40,23 @@ class FirstToken:
         pass
 
 
+def forwards(gen, run) -> int:
+    """Model forward passes one run makes (fewer than tokens when prompt lookup accepts proposals)."""
+    lean = gen.model.forward.lean
+    count, covers = [0], lean.covers
+
+    def counting(args, kw):
+        count[0] += 1
+        return covers(args, kw)
+
+    lean.covers = counting
+    try:
+        run()
+    finally:
+        lean.covers = covers
+    return count[0]
+
+
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
@@ -65,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     ids = tok(prefix, add_special_tokens=False)["input_ids"]
     modes = {"greedy": dict(temperature=0.0, repetition_penalty=1.0),
              "sampled": dict(temperature=0.8, top_p=0.95, top_k=50, repetition_penalty=1.0)}
-    rows, checks = [], {}
+    rows, checks, rows_extra = [], {}, {}
     for batch in [int(b) for b in args.batches.split(",")]:
         for mode, sampling in modes.items():
             settings = gen.settings(max_new_tokens=args.new_tokens, seed=0, **sampling)[0]
@@ -85,7 +104,13 @@ def main(argv: list[str] | None = None) -> dict:
             def quantized(streamer, batch=batch, settings=settings):
                 return qgen.complete_ids(ids, settings, n=batch, min_new_tokens=args.new_tokens, streamer=streamer)
 
-            impls = [("plain", plain), ("museforge", ours)] + ([(f"museforge-{args.quantize}", quantized)] if qgen else [])
+            def no_lookup(streamer, batch=batch, settings=settings):  # the lean forward alone
+                return gen.complete_ids(ids, settings, n=batch, min_new_tokens=args.new_tokens, streamer=streamer,
+                                        prompt_lookup_num_tokens=None)
+
+            lookup = batch == 1 and gen.exact_lookup({**hf, **gen.hf_extra})
+            impls = [("plain", plain), ("museforge", ours)] + ([("museforge-no-lookup", no_lookup)] if lookup else []) \
+                + ([(f"museforge-{args.quantize}", quantized)] if qgen else [])
             times: dict[str, list[float]] = {name: [] for name, _ in impls}
             ttft: dict[str, list[float]] = {name: [] for name, _ in impls}
             outputs = {}
@@ -100,8 +125,14 @@ def main(argv: list[str] | None = None) -> dict:
                         if s.first:
                             ttft[name].append(s.first - t0)
             # same seed, same settings: the same tokens, greedy or sampled
-            checks[f"batch{batch}-{mode}"] = all(a[: args.new_tokens] == b[: args.new_tokens]
-                                                 for a, b in zip(outputs["plain"], outputs["museforge"], strict=True))
+            for name in ("museforge", "museforge-no-lookup"):
+                if name in outputs:
+                    checks[f"batch{batch}-{mode}" + name[9:]] = all(
+                        a[: args.new_tokens] == b[: args.new_tokens]
+                        for a, b in zip(outputs["plain"], outputs[name], strict=True))
+            if lookup:  # how many forward passes the prompt lookup saved
+                calls = forwards(gen, lambda: ours(None))
+                rows_extra[f"batch{batch}-{mode}"] = {"forwards_per_128_tokens": round(calls * 128 / args.new_tokens, 1)}
             plain_speed = statistics.median(times["plain"])
             for name, _ in impls:
                 speed, lo, hi = spread(times[name], 2)
@@ -114,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
               "device_name": torch.cuda.get_device_name() if gen.device.type == "cuda" else "cpu",
               "dtype": str(next(model.parameters()).dtype), "threads": torch.get_num_threads(),
               "new_tokens": args.new_tokens, "repeats": args.repeats, "rows": rows,
-              "identical_outputs": checks, "kernels": gen.source.get("kernels"), "peak_memory_mb": round(peak_memory_mb(gen.device), 1)}
+              "identical_outputs": checks, "prompt_lookup": rows_extra, "kernels": gen.source.get("kernels"), "peak_memory_mb": round(peak_memory_mb(gen.device), 1)}
     save_json(result, args.out)
     return result
 

@@ -156,3 +156,17 @@ def test_int8_lean_matches_int8_layers(tok):
                            model(input_ids=ids, cache=c2, use_cache=True).logits)
     out = Generator("lyrics", model, tok).generate("rain", seed=1, max_new_tokens=12)
     assert out.text.strip()
+
+
+def test_streamed_greedy_text_is_the_same_and_line_stops_turn_lookup_off(tok):
+    from museforge.generation import NewlineStop
+
+    plain, lean = lean_pair(tok)
+    gen, ref = Generator("lyrics", lean, tok), Generator("lyrics", plain, tok)
+    prompt = "la la la la la la la la la la la la la la la la"
+    settings = gen.settings(seed=0, max_new_tokens=40, temperature=0.0, repetition_penalty=1.0)[0]
+    calls = count_lean_calls(lean)
+    assert "".join(gen.stream_text(prompt, settings)) == "".join(ref.stream_text(prompt, settings))
+    assert any(c > 1 for c in calls[1:]), "streaming (with its Stop criterion) should still use lookup"
+    # transformers checks other stopping criteria only after a whole chunk: no lookup with them
+    assert not gen.exact_lookup({**gen.hf_kwargs(settings), "stopping_criteria": [NewlineStop(tok)]})

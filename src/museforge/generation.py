@@ -230,10 +230,14 @@ class Generator:
         repeated line, a chorus) and checks them all in one forward. The lean forward scores
         them exactly as one by one, so greedy tokens are unchanged; transformers applies logits
         processors (repetition penalty, n-gram blocking) differently to proposed tokens, so with
-        any of them it stays off."""
+        any of them it stays off; and it checks its own stopping criteria only after a whole chunk
+        (a stop at a newline would let the rest of the chunk through), so those keep it off too,
+        except a user's Stop (marked `lookup_safe`)."""
+        stops = hf.get("stopping_criteria") or []
         return (getattr(self.model.forward, "lean", None) is not None and not hf.get("do_sample")
                 and hf.get("repetition_penalty", 1.0) in (None, 1.0) and not hf.get("no_repeat_ngram_size")
-                and not hf.get("logits_processor") and not hf.get("num_beams", 1) > 1)
+                and not hf.get("logits_processor") and not hf.get("num_beams", 1) > 1
+                and all(getattr(stop, "lookup_safe", False) for stop in stops))
 
     def complete_ids(self, input_ids: list[int], settings: GenerationConfig, n: int | None = None,
                      seed_offset: int = 0, logprobs: list[float] | None = None, **hf: Any) -> list[list[int]]:
@@ -258,7 +262,7 @@ class Generator:
         kwargs["max_new_tokens"] = min(kwargs["max_new_tokens"], window - len(input_ids))
         if logprobs is not None:
             kwargs.update(output_logits=True, return_dict_in_generate=True)
-        elif n == 1 and self.exact_lookup(kwargs):
+        elif n == 1 and "prompt_lookup_num_tokens" not in hf and self.exact_lookup(kwargs):
             kwargs["prompt_lookup_num_tokens"] = LOOKUP_TOKENS
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with self._lock, torch.random.fork_rng(devices=devices), torch.inference_mode():
@@ -319,6 +323,8 @@ class Generator:
         def stopped(input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
             return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
 
+        stopped.lookup_safe = True  # type: ignore[attr-defined]  # a Stop may come a few tokens late: fine
+
         def work() -> None:
             try:
                 self.complete_ids(ids, settings, 1, streamer=streamer, stopping_criteria=[stopped], **hf)
@@ -351,7 +357,7 @@ class Generator:
         return Output(text, task, prompt, self.provenance(settings, options), metadata or {})
 
 
-LOOKUP_TOKENS = 8  # prompt-lookup tokens proposed per step (greedy, batch 1; see Generator.exact_lookup)
+LOOKUP_TOKENS = 3  # prompt-lookup tokens proposed per step (greedy, batch 1; see Generator.exact_lookup)
 
 
 def _speed_up(lm: Any, quantize: str, pack: bool) -> str | None:
