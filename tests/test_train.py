@@ -137,3 +137,19 @@ def test_bf16_training_computes_the_chunked_loss_in_bf16(tmp_path, monkeypatch):
     monkeypatch.setattr(loss._ChunkedCrossEntropy, "apply", spy)
     run(tmp_path, "bf16", "model.lora=false", "train.max_steps=2", "train.precision=bf16", "train.samples=0")
     assert seen and set(seen) == {torch.bfloat16}
+
+
+def test_the_optimizer_is_fused_adamw_on_cpu():
+    """The unfused (foreach) AdamW made a full fine-tune ~11% slower than Trainer's fused one."""
+    import torch
+
+    from museforge.config import TrainConfig
+    from museforge.training import adamw
+
+    weights = [torch.nn.Parameter(torch.randn(4, 4)), torch.nn.Parameter(torch.randn(4))]
+    opt = adamw(weights, TrainConfig(lr=1e-3, weight_decay=0.1))
+    assert opt.defaults["fused"] and opt.defaults["lr"] == 1e-3 and opt.defaults["weight_decay"] == 0.1
+    weights[0].grad, weights[1].grad = torch.ones(4, 4), torch.ones(4)
+    before = weights[0].detach().clone()
+    opt.step()
+    assert not torch.equal(before, weights[0])
