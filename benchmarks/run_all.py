@@ -40,17 +40,27 @@ def cold_start(code: str, repeats: int) -> dict:
 
 
 def melody_speed(repeats: int) -> dict:
+    """Seconds per 16-bar melody, museforge's generator against the same model left untouched
+    (pack=False: transformers' own forward), interleaved; the tokens must be the same."""
     from museforge.generation import load_generator
 
-    gen = load_generator("melody")
-    gen.generate(bars=4, seed=0)  # warm-up
-    times = []
+    gens = {"museforge": load_generator("melody"), "plain": load_generator("melody", pack=False)}
+    times: dict[str, list[float]] = {name: [] for name in gens}
+    same = True
+    for name, gen in gens.items():
+        gen.generate(bars=4, seed=0)  # warm-up
     for seed in range(repeats):
-        t0 = time.perf_counter()
-        gen.generate(bars=16, seed=seed, key="D minor", tempo=96)
-        times.append(time.perf_counter() - t0)
-    median, lo, hi = spread(times, 2)
-    return {"seconds_per_16_bars": median, "min_s": lo, "max_s": hi}
+        tokens = []
+        for name, gen in gens.items():
+            t0 = time.perf_counter()
+            tokens.append(gen.generate(bars=16, seed=seed, key="D minor", tempo=96).tokens)
+            times[name].append(time.perf_counter() - t0)
+        same = same and tokens[0] == tokens[1]
+    median, lo, hi = spread(times["museforge"], 2)
+    plain = spread(times["plain"], 2)[0]
+    return {"seconds_per_16_bars": median, "min_s": lo, "max_s": hi, "plain_seconds_per_16_bars": plain,
+            "ratio_vs_plain": round(plain / median, 3), "identical_tokens": same,
+            "kernels": gens["museforge"].source.get("kernels")}
 
 
 def melody_train_speed(steps: int) -> dict:
@@ -112,7 +122,9 @@ def main() -> None:
                      f"RSS {ours['peak_rss_mb']} MB | {trainer['tok_s']} [{trainer['tok_s_min']}-{trainer['tok_s_max']}], RSS {trainer['peak_rss_mb']} MB (Trainer) "
                      f"| x{ours['ratio_vs_trainer']} |")
     if "melody" in report:
-        lines.append(f"| melody | s per 16 bars | {report['melody']['seconds_per_16_bars']} | | |")
+        m = report["melody"]
+        lines.append(f"| melody | s per 16 bars | {m['seconds_per_16_bars']} [{m['min_s']}-{m['max_s']}] "
+                     f"| {m['plain_seconds_per_16_bars']} (untouched model) | x{m['ratio_vs_plain']} |")
         lines.append(f"| melody training tok/s | 4x256 Llama, 4x1024 tokens/step | {report['melody']['training']['tok_s']} | | |")
     for k, v in report.get("startup", {}).items():
         lines.append(f"| start-up to first output | {k} | {v['median_s']} s | | |")

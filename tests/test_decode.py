@@ -4,9 +4,9 @@ import copy
 
 import pytest
 import torch
+from tinymodels import tiny_tokenizer
 
 from museforge.generation import Generator, _speed_up
-from tinymodels import tiny_tokenizer
 
 pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch build has no oneDNN")
 
@@ -131,9 +131,9 @@ def test_a_forward_that_is_not_exact_is_not_installed(tok, monkeypatch):
 
 
 def test_unsupported_models_keep_their_forward(tok):
-    from museforge.decode import supports
-
     from tinymodels import tiny_model
+
+    from museforge.decode import supports
 
     gpt2 = tiny_model(tok).to(torch.bfloat16)
     assert not supports(gpt2) and _speed_up(gpt2, "", True) == "onednn-packed-bf16"

@@ -22,7 +22,8 @@ masks, embeddings input, other caches) goes to the model's own forward.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +48,7 @@ class _Part(nn.Module):
 def _fuse(*layers: nn.Linear) -> nn.Linear:
     w = torch.cat([layer.weight.detach() for layer in layers])
     bias = None if layers[0].bias is None else torch.cat([layer.bias.detach() for layer in layers])
-    fused = nn.Linear(w.shape[1], w.shape[0], bias=bias is not None, device=w.device, dtype=w.dtype)
+    fused = nn.Linear(w.shape[1], w.shape[0], bias=bias is not None, device="meta")  # no random init
     fused.weight = nn.Parameter(w, requires_grad=False)
     if bias is not None:
         fused.bias = nn.Parameter(bias, requires_grad=False)
@@ -76,7 +77,7 @@ class LeanLlama:
         self.embed, self.inv_freq = core.embed_tokens.weight, core.rotary_emb.inv_freq
         self.rope_scaling = core.rotary_emb.attention_scaling
         self.norm = (core.norm.weight, core.norm.variance_epsilon)
-        self.layers, self.originals = [], []
+        self.layers = []
         for layer in core.layers:
             a, m = layer.self_attn, layer.mlp
             qkv, gate_up = kernel(_fuse(a.q_proj, a.k_proj, a.v_proj)), kernel(_fuse(m.gate_proj, m.up_proj))
@@ -164,11 +165,9 @@ class LeanLlama:
                 o = F.scaled_dot_product_attention(q, qk[:, H:], qkv[:, H + KV:], is_causal=t > 1, scale=self.scale,
                                                    enable_gqa=True)
             else:  # each new token attends to the cache up to itself, as it would when decoded alone
-                o = torch.cat([F.scaled_dot_product_attention(q[:, :, i: i + 1], kc[:, :, : n + i + 1],
-                                                              vc[:, :, : n + i + 1], scale=self.scale, enable_gqa=True)
-                               for i in range(t)], dim=2) if t > 1 else \
-                    F.scaled_dot_product_attention(q, kc[:, :, : n + 1], vc[:, :, : n + 1], scale=self.scale,
-                                                   enable_gqa=True)
+                rows = [F.scaled_dot_product_attention(q[:, :, i: i + 1], kc[:, :, : n + i + 1], vc[:, :, : n + i + 1],
+                                                       scale=self.scale, enable_gqa=True) for i in range(t)]
+                o = rows[0] if t == 1 else torch.cat(rows, dim=2)
             h = h + o_proj(o.transpose(1, 2).reshape(b, t, H * D))
             x = gate_up_proj(_rms(h, norm2.weight, norm2.variance_epsilon))
             h = h + down_proj(F.silu(x[..., : self.inter]) * x[..., self.inter:])
