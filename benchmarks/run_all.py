@@ -47,7 +47,7 @@ def melody_speed(repeats: int) -> dict:
     gens = {"museforge": load_generator("melody"), "plain": load_generator("melody", pack=False)}
     times: dict[str, list[float]] = {name: [] for name in gens}
     same = True
-    for name, gen in gens.items():
+    for gen in gens.values():
         gen.generate(bars=4, seed=0)  # warm-up
     for seed in range(repeats):
         tokens = []
