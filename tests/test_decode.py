@@ -170,3 +170,15 @@ def test_streamed_greedy_text_is_the_same_and_line_stops_turn_lookup_off(tok):
     assert any(c > 1 for c in calls[1:]), "streaming (with its Stop criterion) should still use lookup"
     # transformers checks other stopping criteria only after a whole chunk: no lookup with them
     assert not gen.exact_lookup({**gen.hf_kwargs(settings), "stopping_criteria": [NewlineStop(tok)]})
+
+
+def test_beam_search_reorders_the_cache_and_stays_identical(tok):
+    """transformers reorders the cache between beams (new tensors, not the lean buffers): the lean
+    forward copies them in and goes on with the same logits."""
+    plain, lean = lean_pair(tok)
+    ids = torch.tensor([tok("rain on a city night")["input_ids"]])
+    kw = dict(attention_mask=torch.ones_like(ids), max_new_tokens=12, num_beams=3, do_sample=False)
+    calls = count_lean_calls(lean)
+    with torch.inference_mode():
+        assert torch.equal(plain.generate(ids, **kw), lean.generate(ids, **kw))
+    assert calls and all(calls)
