@@ -28,6 +28,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.cache_utils import DynamicCache, DynamicLayer
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 _LEAN_KEYS = {"input_ids", "attention_mask", "position_ids", "cache", "use_cache", "return_dict", "logits_to_keep",
               "output_attentions", "output_hidden_states"}
@@ -113,8 +115,6 @@ class LeanLlama:
             return False
         if kw.get("output_attentions") or kw.get("output_hidden_states"):
             return False
-        from transformers.cache_utils import DynamicCache, DynamicLayer
-
         if (type(cache) is not DynamicCache or len(cache.layers) != len(self.layers)
                 or any(type(layer) is not DynamicLayer for layer in cache.layers)):
             return False
@@ -126,8 +126,6 @@ class LeanLlama:
     def forward(self, *args: Any, **kw: Any):
         if not self.covers(args, kw):
             return self.own_forward(*args, **kw)
-        from transformers.modeling_outputs import CausalLMOutputWithPast
-
         ids, cache = kw["input_ids"], kw["cache"]
         keys, values, n = self._buffers(cache, ids.shape[0], ids.shape[1])
         h = self._layers(ids, keys, values, n)
@@ -227,8 +225,6 @@ def lean_decoding(model: nn.Module, kernel: Callable[[nn.Module], nn.Module], ex
 def _check_logits(forward: Callable, ids: torch.Tensor, config: Any, chunk: bool = False) -> list[torch.Tensor]:
     """Logits for a 3-token prompt, then one token, then three more: one by one, or as one chunk
     (which the lean forward must compute exactly as one by one)."""
-    from transformers.cache_utils import DynamicCache
-
     out, cache = [], DynamicCache(config=config)
     out.append(forward(input_ids=ids[:, :3], cache=cache, use_cache=True).logits[:, -1])
     out.append(forward(input_ids=ids[:, 3:4], cache=cache, use_cache=True).logits[:, -1])

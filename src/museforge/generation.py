@@ -132,8 +132,9 @@ class Generator:
         self.options = dict(options or {})
         """Task options applied to every call unless overridden (a shipped style sets style=)."""
         self.hf_extra: dict[str, Any] = {}
-        self.lookup = False  # prompt lookup for greedy decoding: opt-in (see exact_lookup)
         """Extra transformers.generate keywords for every call (e.g. synced_gpus under ZeRO-3)."""
+        self.lookup = False
+        """Prompt lookup for greedy decoding at batch 1: opt-in (see exact_lookup)."""
         self.model = model
         self.tokenizer = tokenizer
         self.source = source or {"model": getattr(model.config, "_name_or_path", "") or "in-memory", "adapter": None}

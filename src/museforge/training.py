@@ -109,7 +109,7 @@ def collate(blocks: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
 def adamw(params: list[torch.nn.Parameter], t: Any) -> torch.optim.AdamW:
     """AdamW, fused into one kernel where torch has it for these parameters (CPU and CUDA floats,
     torch >= 2.4): one pass over weights, gradients and moments instead of a dozen. For a full
-    fine-tune of the 135M model that is the difference between ~231 and ~259 tokens/s here."""
+    fine-tune of the 135M model at 8 x 128 that was 231 against 276 tokens/s here."""
     try:
         return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, fused=True)
     except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
