@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--quantize", default="", help="also time museforge with quantize=int8 (opt-in, not identical)")
+    ap.add_argument("--static", action="store_true",
+                    help="CUDA only: also time plain generate with transformers' static cache (auto torch.compile)")
     ap.add_argument("--out", default="")
     args = ap.parse_args(argv)
 
@@ -98,6 +100,9 @@ def main(argv: list[str] | None = None) -> dict:
                                          streamer=streamer, **hf)
                 return out[:, len(ids):].tolist()
 
+            def static(streamer, batch=batch, hf=hf):  # what a user can ask transformers for on a GPU
+                return plain(streamer, batch, {**hf, "cache_implementation": "static"})
+
             def ours(streamer, batch=batch, settings=settings):
                 return gen.complete_ids(ids, settings, n=batch, min_new_tokens=args.new_tokens, streamer=streamer)
 
@@ -112,7 +117,8 @@ def main(argv: list[str] | None = None) -> dict:
             lookup = batch == 1 and gen.exact_lookup({**hf, **gen.hf_extra})
             gen.lookup = False
             impls = [("plain", plain), ("museforge", ours)] + ([("museforge-lookup", with_lookup)] if lookup else []) \
-                + ([(f"museforge-{args.quantize}", quantized)] if qgen else [])
+                + ([(f"museforge-{args.quantize}", quantized)] if qgen else []) \
+                + ([("plain-static-compile", static)] if args.static and gen.device.type == "cuda" else [])
             times: dict[str, list[float]] = {name: [] for name, _ in impls}
             ttft: dict[str, list[float]] = {name: [] for name, _ in impls}
             outputs = {}
@@ -127,9 +133,9 @@ def main(argv: list[str] | None = None) -> dict:
                         if s.first:
                             ttft[name].append(s.first - t0)
             # same seed, same settings: the same tokens, greedy or sampled
-            for name in ("museforge", "museforge-lookup"):
+            for name in ("museforge", "museforge-lookup", "plain-static-compile"):
                 if name in outputs:
-                    checks[f"batch{batch}-{mode}" + name[9:]] = all(
+                    checks[f"batch{batch}-{mode}" + ("" if name == "museforge" else "-" + name.removeprefix("museforge-"))] = all(
                         a[: args.new_tokens] == b[: args.new_tokens]
                         for a, b in zip(outputs["plain"], outputs[name], strict=True))
             if lookup:  # how many forward passes the prompt lookup saved

@@ -4,13 +4,17 @@
 # Needs, carried in .gpu/ (git-ignored): wheels missing on that machine (datasets, dill,
 # multiprocess), the SmolLM2-135M config + tokenizer (weights are randomly initialised: the
 # 94 MB GGUF cannot travel; speed depends on the architecture, not on the weight values), and
-# the hymn corpus. Prepare with `scripts/gpu-prepare.sh`.
-set -euo pipefail
+# the hymn corpus. Prepare with `scripts/gpu-prepare.sh`; run as
+#   device run --carry .gpu -- bash scripts/gpu-bench.sh
+# Each part has its own time limit, so one that hangs costs only its own figures.
+set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl
-export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 TRANSFORMERS_VERBOSITY=error HF_HUB_OFFLINE=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-python3 - <<'PY'
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 TRANSFORMERS_VERBOSITY=error HF_HUB_OFFLINE=1 HF_DATASETS_DISABLE_PROGRESS_BARS=1
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  python3 -c "import torch, transformers, accelerate, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'accelerate', accelerate.__version__, 'peft', peft.__version__)"
+} 2>&1 | tee "$OUT/gpu.txt"
+python3 - <<'PY' || exit 1
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 cfg = AutoConfig.from_pretrained(".gpu/smol")
@@ -19,9 +23,11 @@ m = AutoModelForCausalLM.from_config(cfg)
 m.save_pretrained("/tmp/smol"); AutoTokenizer.from_pretrained(".gpu/smol").save_pretrained("/tmp/smol")
 print("random SmolLM2-135M architecture saved,", sum(p.numel() for p in m.parameters()) / 1e6, "M params")
 PY
+cd benchmarks
+part() { local limit=$1; shift; echo "== $* ($(date +%T))"; timeout "$limit" python3 "$@" 2>&1 | grep -v '^ \|^{\|^}' | tee -a "$OUT/log.txt"; }
+part 120 gen_speed.py --model /tmp/smol --repeats 2 --out "$OUT/gen.json"
 for s in full lora; do
-  python3 benchmarks/train_speed.py --model /tmp/smol --setting $s --data .gpu/openhymnal.jsonl --steps 20 --repeats 2 \
-    --out "$OUT/train_$s.json" 2>&1 | grep -v '^ ' || true
+  part 150 train_speed.py --model /tmp/smol --setting $s --data ../.gpu/openhymnal.jsonl --steps 20 --repeats 2 --out "$OUT/train_$s.json"
 done
-python3 benchmarks/gen_speed.py --model /tmp/smol --repeats 2 --out "$OUT/gen.json" 2>&1 | grep -v '^ ' || true
-ls -la "$OUT"
+part 150 gen_speed.py --model /tmp/smol --repeats 2 --batches 1 --static --out "$OUT/gen_static.json"
+echo "== done ($(date +%T))"; ls -la "$OUT"

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Prepares .gpu/ (git-ignored) for scripts/gpu-bench.sh on a lent CUDA machine (Python 3.12, torch,
+# transformers, accelerate and peft already there): the wheels it lacks, the SmolLM2-135M config and
+# tokenizer (not the weights: they are too large to travel) and the hymn corpus from ../shared/data.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
+rm -rf .gpu && mkdir -p .gpu/whl .gpu/smol
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+  -d .gpu/whl datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
+smol=${MUSEFORGE_HOME:-$HOME/.cache/museforge}/models/SmolLM2-135M-Instruct
+find "$smol" -maxdepth 1 -type f ! -name '*.safetensors*' -exec cp {} .gpu/smol/ \;
+cp ../shared/data/lyrics/openhymnal.jsonl .gpu/
+du -sh .gpu; ls .gpu .gpu/whl .gpu/smol
