@@ -6,8 +6,9 @@
 Same model object, same dtype, same settings, runs interleaved (plain, museforge, plain, ...);
 128 new tokens forced (min_new_tokens) for batch 1 and 8, greedy and sampled. Reports median
 [min-max] decode tokens/s, time to first token, peak memory, and whether the outputs match.
-Greedy at batch 1 also runs museforge with opt-in prompt lookup, checks its tokens, and counts
-the forward passes it needed for 128 tokens.
+Greedy at batch 1, museforge uses prompt lookup (its default there): the benchmark also runs it
+without ("museforge-no-lookup"), checks the tokens of both, and counts the forward passes
+lookup needed for 128 tokens.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", default="")
     args = ap.parse_args(argv)
 
-    from museforge.generation import LOOKUP_TOKENS, Generator, load_generator
+    from museforge.generation import Generator, load_generator
 
     gen: Generator = load_generator("lyrics", args.model, dtype=args.dtype)  # packed weights on CPU bf16
     qgen = load_generator("lyrics", args.model, quantize=args.quantize) if args.quantize else None
@@ -109,14 +110,12 @@ def main(argv: list[str] | None = None) -> dict:
             def quantized(streamer, batch=batch, settings=settings):
                 return qgen.complete_ids(ids, settings, n=batch, min_new_tokens=args.new_tokens, streamer=streamer)
 
-            def with_lookup(streamer, batch=batch, settings=settings):  # opt-in prompt lookup
+            def no_lookup(streamer, batch=batch, settings=settings):  # the lean forward alone
                 return gen.complete_ids(ids, settings, n=batch, min_new_tokens=args.new_tokens, streamer=streamer,
-                                        prompt_lookup_num_tokens=LOOKUP_TOKENS)
+                                        prompt_lookup_num_tokens=None)
 
-            gen.lookup = True  # opt-in: measured, and its identity checked, in its own row
             lookup = batch == 1 and gen.exact_lookup({**hf, **gen.hf_extra})
-            gen.lookup = False
-            impls = [("plain", plain), ("museforge", ours)] + ([("museforge-lookup", with_lookup)] if lookup else []) \
+            impls = [("plain", plain), ("museforge", ours)] + ([("museforge-no-lookup", no_lookup)] if lookup else []) \
                 + ([(f"museforge-{args.quantize}", quantized)] if qgen else []) \
                 + ([("plain-static-compile", static)] if args.static and gen.device.type == "cuda" else [])
             times: dict[str, list[float]] = {name: [] for name, _ in impls}
@@ -133,13 +132,13 @@ def main(argv: list[str] | None = None) -> dict:
                         if s.first:
                             ttft[name].append(s.first - t0)
             # same seed, same settings: the same tokens, greedy or sampled
-            for name in ("museforge", "museforge-lookup", "plain-static-compile"):
+            for name in ("museforge", "museforge-no-lookup", "plain-static-compile"):
                 if name in outputs:
                     checks[f"batch{batch}-{mode}" + ("" if name == "museforge" else "-" + name.removeprefix("museforge-"))] = all(
                         a[: args.new_tokens] == b[: args.new_tokens]
                         for a, b in zip(outputs["plain"], outputs[name], strict=True))
             if lookup:  # how many forward passes the prompt lookup saved
-                calls = forwards(gen, lambda: with_lookup(None))
+                calls = forwards(gen, lambda: ours(None))
                 rows_extra[f"batch{batch}-{mode}"] = {"forwards_per_128_tokens": round(calls * 128 / args.new_tokens, 1)}
             plain_speed = statistics.median(times["plain"])
             for name, _ in impls:

@@ -7,8 +7,10 @@ import os
 import pytest
 
 # Tiny models gain nothing from threads, and on a busy 2-core machine spinning OpenMP threads
-# make them 5x slower: one thread per test process.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+# make them 5x slower: one thread per test process. Set, not defaulted: tests compare weights
+# trained in this process with weights trained in subprocesses (1 thread) bit for bit, and the
+# thread count changes the order of sums (OMP_NUM_THREADS=2 pytest failed them).
+os.environ["OMP_NUM_THREADS"] = "1"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 

@@ -1,7 +1,7 @@
 """Nothing is lost: SIGKILL at any point (even mid-checkpoint), Ctrl-C, a full or unwritable disk.
 
-The killed runs are real processes (forked from the test process, so they skip the imports) killed
-with SIGKILL at chosen points: in the middle of a checkpoint write and between checkpoints. The
+The killed runs are real processes (spawned, not forked: a forked child deadlocked in OpenMP when
+the test process had used 2 threads) killed with SIGKILL at chosen points: in the middle of a checkpoint write and between checkpoints. The
 random-kill version through the CLI is the slow test here and benchmarks/kill_resume.py.
 """
 
@@ -113,7 +113,7 @@ def _child(out: Path, extra: tuple, tok, where: tuple, marker: Path) -> None:
 def kill_at(out: Path, where: tuple, *extra: str, tok) -> None:
     marker = out.parent / "marker"
     marker.unlink(missing_ok=True)
-    proc = multiprocessing.get_context("fork").Process(
+    proc = multiprocessing.get_context("spawn").Process(
         target=_child, args=(out, extra, tok, where, marker)
     )
     proc.start()

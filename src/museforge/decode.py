@@ -89,6 +89,9 @@ class LeanLlama:
             self.layers.append((layer.input_layernorm, qkv, kernel(a.o_proj), layer.post_attention_layernorm,
                                 gate_up, kernel(m.down_proj)))
         self.head = kernel(model.lm_head)
+        # which products (qkv, o, gate_up, down; the head) must compute a chunk's rows one at a time
+        self.by_row = {i: _rows_depend_on_count(self.layers[0][i], self.embed.dtype) for i in (1, 2, 4, 5)}
+        self.head_by_row = _rows_depend_on_count(self.head, self.embed.dtype)
 
     # ---- installing ---------------------------------------------------------------------------
     def install(self) -> None:
@@ -137,7 +140,7 @@ class LeanLlama:
             h = h[:, keep]
         elif keep:
             h = h[:, -keep:]
-        logits = self.head(_rms(h, *self.norm))
+        logits = _rows(self.head, _rms(h, *self.norm), self.head_by_row and n > 0 and h.shape[1] > 1)
         for layer, k, v in zip(cache.layers, keys, values, strict=True):  # the cache stays a valid DynamicCache
             if not layer.is_initialized:
                 layer.device, layer.is_initialized = k.device, True
@@ -147,6 +150,7 @@ class LeanLlama:
     def _layers(self, ids: torch.Tensor, keys: list[torch.Tensor], values: list[torch.Tensor], n: int) -> torch.Tensor:
         b, t = ids.shape
         H, KV, D = self.h, self.kv, self.d
+        by_row = self.by_row if n and t > 1 else dict.fromkeys(self.by_row, False)  # a chunk after the prompt
         h = F.embedding(ids, self.embed)
         # rotary embedding, as LlamaRotaryEmbedding computes it
         freqs = torch.arange(n, n + t, device=ids.device)[None, :, None].float() * self.inv_freq
@@ -156,7 +160,7 @@ class LeanLlama:
         for (norm1, qkv_proj, o_proj, norm2, gate_up_proj, down_proj), kc, vc in zip(self.layers, keys, values,
                                                                                          strict=True):
             x = _rms(h, norm1.weight, norm1.variance_epsilon)
-            qkv = qkv_proj(x).view(b, t, H + 2 * KV, D).transpose(1, 2)
+            qkv = _rows(qkv_proj, x, by_row[1]).view(b, t, H + 2 * KV, D).transpose(1, 2)
             qk = qkv[:, : H + KV]  # queries and keys rotate together: the same elementwise operations
             qk = (qk * cos) + (torch.cat((-qk[..., D // 2:], qk[..., : D // 2]), dim=-1) * sin)
             kc[:, :, n: n + t] = qk[:, H:]
@@ -169,9 +173,9 @@ class LeanLlama:
                 rows = [F.scaled_dot_product_attention(q[:, :, i: i + 1], kc[:, :, : n + i + 1], vc[:, :, : n + i + 1],
                                                        scale=self.scale, enable_gqa=True) for i in range(t)]
                 o = rows[0] if t == 1 else torch.cat(rows, dim=2)
-            h = h + o_proj(o.transpose(1, 2).reshape(b, t, H * D))
-            x = gate_up_proj(_rms(h, norm2.weight, norm2.variance_epsilon))
-            h = h + down_proj(F.silu(x[..., : self.inter]) * x[..., self.inter:])
+            h = h + _rows(o_proj, o.transpose(1, 2).reshape(b, t, H * D), by_row[2])
+            x = _rows(gate_up_proj, _rms(h, norm2.weight, norm2.variance_epsilon), by_row[4])
+            h = h + _rows(down_proj, F.silu(x[..., : self.inter]) * x[..., self.inter:], by_row[5])
         return h
 
     def _buffers(self, cache: Any, b: int, t: int) -> tuple[list[torch.Tensor], list[torch.Tensor], int]:
@@ -192,6 +196,27 @@ class LeanLlama:
                 k[:, :, :n], v[:, :, :n] = layer.keys, layer.values
         cache._museforge_kv = (keys, values)
         return keys, values, n
+
+
+def _rows(product: nn.Module, x: torch.Tensor, one_at_a_time: bool) -> torch.Tensor:
+    """product(x), its rows computed one at a time where the kernel's rows depend on how many there are."""
+    return torch.cat([product(r) for r in x.split(1, 1)], 1) if one_at_a_time else product(x)
+
+
+def _rows_depend_on_count(product: nn.Module, dtype: torch.dtype) -> bool:
+    """Whether rows of this product come out differently when several are computed at once.
+
+    oneDNN picks another kernel for several rows on some shapes: for SmolLM2's down projection
+    (1536 -> 576, bf16) about one row in eight differed at 4 rows, while its 576-wide products
+    never did. A chunk of decoded tokens must be computed as if each came alone, so such
+    products take its rows one at a time (the probe: 64 random rows, in eights)."""
+    g = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        for _ in range(8):
+            x = torch.randn(1, 8, product.in_features, generator=g).to(dtype)
+            if not torch.equal(product(x), torch.cat([product(r) for r in x.split(1, 1)], 1)):
+                return True
+    return False
 
 
 def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

@@ -27,6 +27,9 @@ class Task:
     """Sampling defaults that differ from GenerationConfig's for this task."""
     sample_prompts: tuple[str, ...] = ()
     """Prompts used for the sample generations written during training."""
+    lookup: bool = False
+    """Whether greedy decoding uses prompt lookup by default (Generator.exact_lookup): it pays off
+    where texts repeat their own lines (choruses, refrains), and costs time where they do not."""
 
     def load_tokenizer(self, path: str, trust_remote_code: bool = False):
         raise NotImplementedError
