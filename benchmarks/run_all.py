@@ -81,14 +81,51 @@ def melody_train_speed(steps: int) -> dict:
             "steps": steps, "tokens_per_step": cfg.train.batch_size * cfg.data.block_size}
 
 
+def gpu_lines() -> list[str]:
+    """Rows for the figures of the last GPU run (scripts/gpu-bench.sh), kept in results/gpu/."""
+    lines = []
+    for name in ("train_full", "train_lora"):
+        path = RESULTS / "gpu" / f"{name}.json"
+        if path.exists():
+            ft = json.loads(path.read_text())
+            ours, trainer = ft["rows"][:2]
+            lines.append(f"| fine-tuning tok/s, {ft['device_name']} | {ours['setting']} bf16 {ft['batch']}x{ft['block']} "
+                         f"| {ours['tok_s']} [{ours['tok_s_min']}-{ours['tok_s_max']}], GPU {ours['peak_gpu_mb']} MB "
+                         f"| {trainer['tok_s']} [{trainer['tok_s_min']}-{trainer['tok_s_max']}], GPU {trainer['peak_gpu_mb']} MB (Trainer) "
+                         f"| x{ours['ratio_vs_trainer']} |")
+    for name in ("gen", "gen_static"):
+        path = RESULTS / "gpu" / f"{name}.json"
+        if path.exists():
+            g = json.loads(path.read_text())
+            for row in g["rows"]:
+                if row["impl"] != "plain" and (name == "gen" or row["impl"] != "museforge"):
+                    same = g["identical_outputs"].get(f"batch{row['batch']}-{row['mode']}"
+                                                      + ("" if row["impl"] == "museforge" else "-" + row["impl"]))
+                    base = next(r for r in g["rows"] if r["impl"] == "plain" and r["batch"] == row["batch"]
+                                and r["mode"] == row["mode"])
+                    lines.append(f"| generation tok/s ({row['impl']}), {g['device_name']} | batch {row['batch']} {row['mode']} "
+                                 f"| {row['tok_s']} [{row['tok_s_min']}-{row['tok_s_max']}] "
+                                 f"| {base['tok_s']} [{base['tok_s_min']}-{base['tok_s_max']}] (plain generate) "
+                                 f"| x{row['ratio_vs_plain']}{'' if same else ', different tokens'} |")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--skip", default="", help="comma list of: gen,train,melody,startup")
+    ap.add_argument("--skip", default="", help="comma list of: gen,train,melody,startup (their results "
+                                                "from the last all.json are kept, and marked as such)")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
     RESULTS.mkdir(parents=True, exist_ok=True)
     report: dict = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": os.uname().nodename}
+    last = json.loads((RESULTS / "all.json").read_text()) if (RESULTS / "all.json").exists() else {}
+    parts = {"gen": "generation", "train": "fine_tuning", "melody": "melody", "startup": "startup"}
+    for part in skip & parts.keys():
+        if parts[part] in last:
+            report[parts[part]] = last[parts[part]]
+            report.setdefault("kept_from_earlier_runs", {})[parts[part]] = \
+                last.get("kept_from_earlier_runs", {}).get(parts[part], last.get("time"))
     reps = 1 if a.quick else 3
     if "gen" not in skip:
         from gen_speed import main as gen_main
@@ -128,6 +165,9 @@ def main() -> None:
         lines.append(f"| melody training tok/s | 4x256 Llama, 4x1024 tokens/step | {report['melody']['training']['tok_s']} | | |")
     for k, v in report.get("startup", {}).items():
         lines.append(f"| start-up to first output | {k} | {v['median_s']} s | | |")
+    lines += gpu_lines()
+    for part, when in report.get("kept_from_earlier_runs", {}).items():
+        lines.append(f"\n({part}: measured on {when}, kept by --skip)")
     (RESULTS / "all.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
