@@ -84,7 +84,7 @@ def melody_train_speed(steps: int) -> dict:
 def gpu_lines() -> list[str]:
     """Rows for the figures of the last GPU run (scripts/gpu-bench.sh), kept in results/gpu/."""
     lines = []
-    for name in ("train_full", "train_lora"):
+    for name in ("train_full", "train_lora", "train_full_32x512", "train_lora_32x512"):
         path = RESULTS / "gpu" / f"{name}.json"
         if path.exists():
             ft = json.loads(path.read_text())

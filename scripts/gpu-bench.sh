@@ -7,6 +7,7 @@
 # the hymn corpus. Prepare with `scripts/gpu-prepare.sh`; run as
 #   device run --carry .gpu -- bash scripts/gpu-bench.sh
 # Each part has its own time limit, so one that hangs costs only its own figures.
+# `bash scripts/gpu-bench.sh large` runs only fine-tuning at 32 x 512 (where the GPU has work to do).
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl || exit 1
@@ -25,6 +26,12 @@ print("random SmolLM2-135M architecture saved,", sum(p.numel() for p in m.parame
 PY
 cd benchmarks
 part() { local limit=$1; shift; echo "== $* ($(date +%T))"; timeout "$limit" python3 "$@" 2>&1 | grep -v '^ \|^{\|^}' | tee -a "$OUT/log.txt"; }
+if [ "${1:-}" = large ]; then
+  for s in full lora; do
+    part 110 train_speed.py --model /tmp/smol --setting $s --data ../.gpu/openhymnal.jsonl --batch 32 --block 512 --steps 15 --repeats 1 --out "$OUT/train_${s}_32x512.json"
+  done
+  ls -la "$OUT"; exit 0
+fi
 part 120 gen_speed.py --model /tmp/smol --repeats 2 --out "$OUT/gen.json"
 for s in full lora; do
   part 150 train_speed.py --model /tmp/smol --setting $s --data ../.gpu/openhymnal.jsonl --steps 20 --repeats 2 --out "$OUT/train_$s.json"
