@@ -58,6 +58,11 @@ def forwards(gen, run) -> int:
     return count[0]
 
 
+def check_key(batch: int, mode: str, impl: str) -> str:
+    """The key of a row's identity check in "identical_outputs" ("museforge" rows have none of their own suffix)."""
+    return f"batch{batch}-{mode}" + ("" if impl == "museforge" else "-" + impl.removeprefix("museforge-"))
+
+
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
@@ -134,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
             # same seed, same settings: the same tokens, greedy or sampled
             for name in ("museforge", "museforge-no-lookup", "plain-static-compile"):
                 if name in outputs:
-                    checks[f"batch{batch}-{mode}" + ("" if name == "museforge" else "-" + name.removeprefix("museforge-"))] = all(
+                    checks[check_key(batch, mode, name)] = all(
                         a[: args.new_tokens] == b[: args.new_tokens]
                         for a, b in zip(outputs["plain"], outputs[name], strict=True))
             if lookup:  # how many forward passes the prompt lookup saved

@@ -83,6 +83,8 @@ def melody_train_speed(steps: int) -> dict:
 
 def gpu_lines() -> list[str]:
     """Rows for the figures of the last GPU run (scripts/gpu-bench.sh), kept in results/gpu/."""
+    from gen_speed import check_key
+
     lines = []
     for name in ("train_full", "train_lora", "train_full_32x512", "train_lora_32x512"):
         path = RESULTS / "gpu" / f"{name}.json"
@@ -99,14 +101,13 @@ def gpu_lines() -> list[str]:
             g = json.loads(path.read_text())
             for row in g["rows"]:
                 if row["impl"] != "plain" and (name == "gen" or row["impl"] != "museforge"):
-                    same = g["identical_outputs"].get(f"batch{row['batch']}-{row['mode']}"
-                                                      + ("" if row["impl"] == "museforge" else "-" + row["impl"]))
+                    same = g["identical_outputs"].get(check_key(row["batch"], row["mode"], row["impl"]))
                     base = next(r for r in g["rows"] if r["impl"] == "plain" and r["batch"] == row["batch"]
                                 and r["mode"] == row["mode"])
                     lines.append(f"| generation tok/s ({row['impl']}), {g['device_name']} | batch {row['batch']} {row['mode']} "
                                  f"| {row['tok_s']} [{row['tok_s_min']}-{row['tok_s_max']}] "
                                  f"| {base['tok_s']} [{base['tok_s_min']}-{base['tok_s_max']}] (plain generate) "
-                                 f"| x{row['ratio_vs_plain']}{'' if same else ', different tokens'} |")
+                                 f"| x{row['ratio_vs_plain']}{', different tokens' if same is False else ''} |")
     return lines
 
 

@@ -139,6 +139,28 @@ def test_a_chunk_is_computed_as_if_each_token_came_alone_where_products_depend_o
     assert torch.equal(one_by_one, chunk) is by_row
 
 
+def test_prompt_lookup_logits_equal_one_by_one_decoding_even_where_products_depend_on_the_row_count(tok):
+    """transformers' prompt lookup sends the prompt with its first proposals in one call, then
+    chunks: every logit must be the one plain decoding computes, also with a product that rounds
+    several rows differently from one (as oneDNN's bf16 kernels do for some shapes)."""
+    from museforge.decode import LeanLlama
+
+    model = tiny_llama(tok)
+    LeanLlama(model, CountDependent).install()
+    calls = count_lean_calls(model)
+    ids = torch.tensor([tok("la la la la la la la la la la la la")["input_ids"]])
+    kw = dict(attention_mask=torch.ones_like(ids), max_new_tokens=24, min_new_tokens=24, do_sample=False,
+              output_logits=True, return_dict_in_generate=True)
+    with torch.inference_mode():
+        looked_up = model.generate(ids, prompt_lookup_num_tokens=3, **kw)
+        assert calls[0] > ids.shape[1], "the first call should carry proposals"
+        assert any(c > 1 for c in calls[1:]), "no chunk of proposals was checked"
+        plain = model.generate(ids, **kw)
+    assert torch.equal(looked_up.sequences, plain.sequences)
+    assert len(looked_up.logits) == len(plain.logits)
+    assert all(torch.equal(a, b) for a, b in zip(looked_up.logits, plain.logits, strict=True))
+
+
 def test_calls_it_does_not_cover_go_to_the_models_own_forward(tok):
     plain, lean = lean_pair(tok)
     calls = count_lean_calls(lean)
@@ -234,18 +256,26 @@ def test_the_default_model_decodes_the_same_tokens_through_the_lean_forward():
 
     gen, plain = load_generator("lyrics"), load_generator("lyrics", pack=False)
     assert gen.source["kernels"] == "onednn-packed-bf16+lean-llama" and plain.source["kernels"] is None
-    assert not gen.model.forward.lean.head_by_row and gen.model.forward.lean.by_row[5]  # down: 1536 -> 576
+    lean = gen.model.forward.lean
     for prompt in ("rain on a city night", "the last train home", "a broken guitar string"):
         ids = gen.tokenizer(gen.task.render(gen.tokenizer, prompt), add_special_tokens=False)["input_ids"]
         greedy = gen.settings(max_new_tokens=64, seed=3, temperature=0.0, repetition_penalty=1.0)[0]
         assert gen.exact_lookup(gen.hf_kwargs(greedy))
-        calls = count_lean_calls(gen.model)
+        covers, calls = lean.covers, count_lean_calls(gen.model)
         reference = plain.complete_ids(ids, greedy, n=1)
         assert gen.complete_ids(ids, greedy, n=1) == reference
         assert any(c > 1 for c in calls[1:]), "no proposed tokens were checked"
-        gen.model.forward.lean.covers = type(gen.model.forward.lean).covers.__get__(gen.model.forward.lean)
+        lean.covers = covers
         gen.lookup = False
         assert gen.complete_ids(ids, greedy, n=1) == reference
         gen.lookup = True
+        # and the logits themselves, bit for bit, through transformers' own generate
+        x = torch.tensor([ids])
+        kw = dict(attention_mask=torch.ones_like(x), max_new_tokens=48, do_sample=False, output_logits=True,
+                  return_dict_in_generate=True)
+        with torch.inference_mode():
+            a = gen.model.generate(x, prompt_lookup_num_tokens=3, **kw).logits
+            b = plain.model.generate(x, **kw).logits
+        assert len(a) == len(b) and all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
     sampled = gen.settings(max_new_tokens=48, seed=3, temperature=0.8, top_p=0.95, top_k=50)[0]
     assert gen.complete_ids(ids, sampled, n=1) == plain.complete_ids(ids, sampled, n=1)

@@ -9,9 +9,11 @@ operations and Python calls around the matrix products as on the products themse
 operations, in the same order, on the same numbers, but without the module machinery, with
 q/k/v and gate/up each fused into one matrix product (concatenated rows: every output element
 is the same dot product), with a key/value cache written in place instead of grown by
-concatenation, and with a chunk of several new tokens (prompt-lookup candidates) attended to
-one row at a time, exactly as if they had been decoded one by one. Its logits are checked to be
-bit-identical to the model's own forward when it is installed; where they are not (another
+concatenation, and with a chunk of several new tokens (prompt-lookup candidates) computed
+exactly as if they had been decoded one by one (attention a row at a time; products whose
+kernel rounds several rows differently from one take the rows one at a time; the prompt and
+the first proposals, which transformers sends in one call, computed as a prompt and a chunk).
+Its logits are checked to be bit-identical to the model's own forward when it is installed; where they are not (another
 torch, another attention implementation), nothing is installed.
 
 transformers' `generate` still runs the loop (sampling, processors, stopping, streaming): only
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -34,7 +37,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 # transformers 5.24 renamed `past_key_values` to `cache` (argument and output field): follow the installed one
 _CACHE = "cache" if "cache" in inspect.signature(CausalLMOutputWithPast).parameters else "past_key_values"
-_LEAN_KEYS = {"input_ids", "attention_mask", "position_ids", _CACHE, "use_cache", "return_dict", "logits_to_keep",
+_LEAN_KEYS = {"input_ids", "attention_mask", "position_ids", "cache_position", _CACHE, "use_cache", "return_dict", "logits_to_keep",
               "output_attentions", "output_hidden_states"}
 
 
@@ -125,8 +128,11 @@ class LeanLlama:
                 or any(type(layer) is not DynamicLayer for layer in cache.layers)):
             return False
         (b, t), n = ids.shape, cache.get_seq_length()
-        if positions is not None and not torch.equal(positions, torch.arange(n, n + t, device=ids.device).expand(b, t)):
+        expected = torch.arange(n, n + t, device=ids.device)
+        if positions is not None and not torch.equal(positions, expected.expand(b, t)):
             return False  # left padding, or positions of the caller's own
+        if kw.get("cache_position") is not None and not torch.equal(kw["cache_position"], expected):
+            return False  # (older transformers pass cache positions as well)
         return mask is None or (mask.shape == (b, n + t) and bool(mask.all()))
 
     def forward(self, *args: Any, **kw: Any):
@@ -134,13 +140,21 @@ class LeanLlama:
             return self.own_forward(*args, **kw)
         ids, cache = kw["input_ids"], kw[_CACHE]
         keys, values, n = self._buffers(cache, ids.shape[0], ids.shape[1])
-        h = self._layers(ids, keys, values, n)
         keep = kw.get("logits_to_keep") if kw.get("logits_to_keep") is not None else 0
-        if not isinstance(keep, int):
-            h = h[:, keep]
-        elif keep:
-            h = h[:, -keep:]
-        logits = _rows(self.head, _rms(h, *self.norm), self.head_by_row and n > 0 and h.shape[1] > 1)
+        t = ids.shape[1]
+        if n == 0 and isinstance(keep, int) and 1 < keep < t:
+            # transformers' prompt lookup sends the prompt and its first proposals in one call, asking
+            # for the logits of the last prompt token and of each proposal: computed as plain decoding
+            # would, the prompt as one call and then the proposals as a chunk after it
+            p = t - keep + 1
+            h = torch.cat([self._layers(ids[:, :p], keys, values, 0)[:, -1:],
+                           self._layers(ids[:, p:], keys, values, p)], 1)
+            one_at_a_time = self.head_by_row
+        else:
+            h = self._layers(ids, keys, values, n)
+            h = h[:, keep] if not isinstance(keep, int) else h[:, -keep:] if keep else h
+            one_at_a_time = self.head_by_row and n > 0 and h.shape[1] > 1
+        logits = _rows(self.head, _rms(h, *self.norm), one_at_a_time)
         for layer, k, v in zip(cache.layers, keys, values, strict=True):  # the cache stays a valid DynamicCache
             if not layer.is_initialized:
                 layer.device, layer.is_initialized = k.device, True
@@ -209,11 +223,11 @@ def _rows_depend_on_count(product: nn.Module, dtype: torch.dtype) -> bool:
     oneDNN picks another kernel for several rows on some shapes: for SmolLM2's down projection
     (1536 -> 576, bf16) about one row in eight differed at 4 rows, while its 576-wide products
     never did. A chunk of decoded tokens must be computed as if each came alone, so such
-    products take its rows one at a time (the probe: 64 random rows, in eights)."""
+    products take its rows one at a time (the probe: 2, 3, 4 and 8 random rows, four times each)."""
     g = torch.Generator().manual_seed(0)
     with torch.inference_mode():
-        for _ in range(8):
-            x = torch.randn(1, 8, product.in_features, generator=g).to(dtype)
+        for rows in (2, 3, 4, 8) * 4:
+            x = torch.randn(1, rows, product.in_features, generator=g).to(dtype)
             if not torch.equal(product(x), torch.cat([product(r) for r in x.split(1, 1)], 1)):
                 return True
     return False
@@ -231,13 +245,14 @@ def lean_decoding(model: nn.Module, kernel: Callable[[nn.Module], nn.Module], ex
 
     `kernel` turns an nn.Linear into the module that computes it (PackedLinear, Int8Linear).
     With `exact`, the lean logits must equal the model's own forward as it is now, bit for bit,
-    for a prompt, one decoded token and a chunk of three; otherwise the model is left untouched.
+    decoding one token at a time, for the calls prompt lookup makes (`_check_logits`); otherwise
+    the model is left untouched.
     Without (int8), they must equal the model's own forward on the same int8 layers.
     """
     if not supports(model):
         return False
     lean = LeanLlama(model, kernel)
-    ids = torch.arange(7, device=model.device)[None] * 97 % model.config.vocab_size
+    ids = torch.arange(9, device=model.device)[None] * 97 % model.config.vocab_size
     with torch.inference_mode():
         reference = _check_logits(model.forward, ids, model.config) if exact else None
         saved = _save(model)
@@ -246,7 +261,8 @@ def lean_decoding(model: nn.Module, kernel: Callable[[nn.Module], nn.Module], ex
         try:
             same = all(torch.equal(a, b) for a, b in zip(_check_logits(model.forward, ids, model.config, chunk=True),
                                                          reference, strict=True))
-        except Exception:  # noqa: BLE001 - a transformers this forward does not match: keep the model's own
+        except Exception as e:  # noqa: BLE001 - a transformers this forward does not match: keep the model's own
+            logging.getLogger(__name__).warning("museforge: lean decoding not installed (%s: %s)", type(e).__name__, e)
             same = False
         if not same:
             _restore(model, saved)
@@ -255,15 +271,17 @@ def lean_decoding(model: nn.Module, kernel: Callable[[nn.Module], nn.Module], ex
 
 
 def _check_logits(forward: Callable, ids: torch.Tensor, config: Any, chunk: bool = False) -> list[torch.Tensor]:
-    """Logits for a 3-token prompt, then one token, then three more: one by one, or as one chunk
-    (which the lean forward must compute exactly as one by one)."""
+    """Logits for positions 2-8 of `ids`: a 3-token prompt then one token at a time, or as
+    transformers' prompt lookup calls (the prompt with two proposals, one token, a chunk of three),
+    which the lean forward must compute exactly as the first."""
     out, kw = [], {_CACHE: DynamicCache(config=config), "use_cache": True}
-    out.append(forward(input_ids=ids[:, :3], **kw).logits[:, -1])
-    out.append(forward(input_ids=ids[:, 3:4], **kw).logits[:, -1])
     if chunk:
-        out.extend(forward(input_ids=ids[:, 4:7], **kw).logits.unbind(1))
+        out.extend(forward(input_ids=ids[:, :5], logits_to_keep=3, **kw).logits.unbind(1))
+        out.append(forward(input_ids=ids[:, 5:6], **kw).logits[:, -1])
+        out.extend(forward(input_ids=ids[:, 6:9], **kw).logits.unbind(1))
     else:
-        out.extend(forward(input_ids=ids[:, i: i + 1], **kw).logits[:, -1] for i in (4, 5, 6))
+        out.append(forward(input_ids=ids[:, :3], **kw).logits[:, -1])
+        out.extend(forward(input_ids=ids[:, i: i + 1], **kw).logits[:, -1] for i in range(3, 9))
     return out
 
 

@@ -21,7 +21,7 @@ class LyricsTask(TextTask):
     options = TextTask.options + ("sections",)
     defaults = {"max_new_tokens": 200}
     sample_prompts = ("rain on a city night", "leaving home")
-    lookup = True  # refrains and choruses: measured x1.3-1.7 greedy (docs/performance.md)
+    lookup = True  # refrains and choruses repeat: see benchmarks/results/lookup.json
 
     def spec(self, sections: Any = None, rhyme: Any = None, syllables: Any = None, **options: Any):
         if sections is None and rhyme is None and syllables is None:

@@ -20,7 +20,7 @@ class PoemTask(TextTask):
     options = TextTask.options + ("form",)
     defaults = {"max_new_tokens": 160}
     sample_prompts = ("the sea at dawn", "an old oak tree")
-    lookup = True  # refrains and choruses: measured x1.3-1.7 greedy (docs/performance.md)
+    lookup = True  # refrains and choruses repeat: see benchmarks/results/lookup.json
 
     def spec(self, form: str | None = None, rhyme: Any = None, syllables: Any = None, **options: Any):
         if form is None and rhyme is None and syllables is None:
