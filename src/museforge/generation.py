@@ -227,7 +227,8 @@ class Generator:
 
     def exact_lookup(self, hf: dict[str, Any]) -> bool:
         """Whether to use prompt-lookup decoding for this greedy call (`gen.lookup`: on by default
-        for tasks whose texts repeat lines, lyrics and poems; a story lost 7-19% with it).
+        for tasks whose texts repeat lines, lyrics and poems; stories lost 5-14% with it:
+        benchmarks/results/lookup.json).
 
         Prompt lookup proposes the tokens that followed the last two tokens' earlier occurrence (a
         repeated line, a chorus) and checks them all in one forward. The lean forward scores
