@@ -372,13 +372,19 @@ def _speed_up(lm: Any, quantize: str, pack: bool) -> str | None:
     model); int8 weights change them slightly and are opt-in. See museforge.kernels and
     museforge.decode."""
     from museforge.decode import lean_decoding
-    from museforge.kernels import Int8Linear, PackedLinear, can_pack, pack_linears, quantize_int8
+    from museforge.kernels import (
+        Int8Linear,
+        PackedLinear,
+        can_pack,
+        mark_int8,
+        pack_linears,
+        quantize_int8,
+    )
 
     if quantize:
         if next(lm.parameters()).device.type == "cpu" and lean_decoding(lm.to(torch.bfloat16), Int8Linear,
                                                                          exact=False):
-            lm.config.tie_word_embeddings = False
-            lm.config.museforge_quantized = "int8-weight-only"
+            mark_int8(lm)
             return "int8+lean-llama"
         quantize_int8(lm)
         return None

@@ -113,6 +113,11 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     model.to(torch.bfloat16)
     for module, name, child in _linears(model):
         setattr(module, name, Int8Linear(child))
+    mark_int8(model)
+    return model
+
+
+def mark_int8(model: nn.Module) -> None:
+    """Record in the config that the weights are int8 and the head no longer shares the embedding."""
     model.config.tie_word_embeddings = False
     model.config.museforge_quantized = "int8-weight-only"
-    return model
