@@ -32,8 +32,6 @@ def row_differences(lean) -> dict:
     g = torch.Generator().manual_seed(0)
     products = {"qkv": lean.layers[0][1], "o": lean.layers[0][2], "gate_up": lean.layers[0][4],
                 "down": lean.layers[0][5], "head": lean.head}
-    probe = {"qkv": lean.by_row[1], "o": lean.by_row[2], "gate_up": lean.by_row[4], "down": lean.by_row[5],
-             "head": lean.head_by_row}
     out = {}
     with torch.inference_mode():
         for name, product in products.items():
@@ -43,7 +41,7 @@ def row_differences(lean) -> dict:
                 together = product(x)
                 differ += sum(not torch.equal(together[:, i], product(x[:, i:i + 1])[:, 0]) for i in range(4))
             out[name] = {"shape": f"{product.in_features}->{product.out_features}", "rows_differing": differ,
-                         "rows": 120, "probe_says_one_at_a_time": probe[name]}
+                         "rows": 120, "probe_says_one_at_a_time": lean.by_row[name]}
     return out
 
 

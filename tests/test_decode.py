@@ -126,9 +126,9 @@ def test_a_chunk_is_computed_as_if_each_token_came_alone_where_products_depend_o
 
     model = tiny_llama(tok)
     lean = LeanLlama(model, CountDependent)
-    assert all(lean.by_row.values()) and lean.head_by_row  # the probe finds them
+    assert all(lean.by_row.values()) and len(lean.by_row) == 5  # the probe finds them all
     if not by_row:  # what the chunk would give if it batched them: the check below must catch it
-        lean.by_row, lean.head_by_row = dict.fromkeys(lean.by_row, False), False
+        lean.by_row = dict.fromkeys(lean.by_row, False)
     lean.install()
     ids = torch.tensor([tok("rain on a city night and the lights go down slow")["input_ids"]])
     with torch.inference_mode():

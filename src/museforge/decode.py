@@ -93,8 +93,9 @@ class LeanLlama:
                                 gate_up, kernel(m.down_proj)))
         self.head = kernel(model.lm_head)
         # which products (qkv, o, gate_up, down; the head) must compute a chunk's rows one at a time
-        self.by_row = {i: _rows_depend_on_count(self.layers[0][i], self.embed.dtype) for i in (1, 2, 4, 5)}
-        self.head_by_row = _rows_depend_on_count(self.head, self.embed.dtype)
+        first = dict(zip(("qkv", "o", "gate_up", "down"), (self.layers[0][i] for i in (1, 2, 4, 5)), strict=True))
+        self.by_row = {name: _rows_depend_on_count(product, self.embed.dtype)
+                       for name, product in {**first, "head": self.head}.items()}
 
     # ---- installing ---------------------------------------------------------------------------
     def install(self) -> None:
@@ -149,11 +150,11 @@ class LeanLlama:
             p = t - keep + 1
             h = torch.cat([self._layers(ids[:, :p], keys, values, 0)[:, -1:],
                            self._layers(ids[:, p:], keys, values, p)], 1)
-            one_at_a_time = self.head_by_row
+            one_at_a_time = self.by_row["head"]
         else:
             h = self._layers(ids, keys, values, n)
             h = h[:, keep] if not isinstance(keep, int) else h[:, -keep:] if keep else h
-            one_at_a_time = self.head_by_row and n > 0 and h.shape[1] > 1
+            one_at_a_time = self.by_row["head"] and n > 0 and h.shape[1] > 1
         logits = _rows(self.head, _rms(h, *self.norm), one_at_a_time)
         for layer, k, v in zip(cache.layers, keys, values, strict=True):  # the cache stays a valid DynamicCache
             if not layer.is_initialized:
@@ -174,7 +175,7 @@ class LeanLlama:
         for (norm1, qkv_proj, o_proj, norm2, gate_up_proj, down_proj), kc, vc in zip(self.layers, keys, values,
                                                                                          strict=True):
             x = _rms(h, norm1.weight, norm1.variance_epsilon)
-            qkv = _rows(qkv_proj, x, by_row[1]).view(b, t, H + 2 * KV, D).transpose(1, 2)
+            qkv = _rows(qkv_proj, x, by_row["qkv"]).view(b, t, H + 2 * KV, D).transpose(1, 2)
             qk = qkv[:, : H + KV]  # queries and keys rotate together: the same elementwise operations
             qk = (qk * cos) + (torch.cat((-qk[..., D // 2:], qk[..., : D // 2]), dim=-1) * sin)
             kc[:, :, n: n + t] = qk[:, H:]
@@ -187,9 +188,9 @@ class LeanLlama:
                 rows = [F.scaled_dot_product_attention(q[:, :, i: i + 1], kc[:, :, : n + i + 1], vc[:, :, : n + i + 1],
                                                        scale=self.scale, enable_gqa=True) for i in range(t)]
                 o = rows[0] if t == 1 else torch.cat(rows, dim=2)
-            h = h + _rows(o_proj, o.transpose(1, 2).reshape(b, t, H * D), by_row[2])
-            x = _rows(gate_up_proj, _rms(h, norm2.weight, norm2.variance_epsilon), by_row[4])
-            h = h + _rows(down_proj, F.silu(x[..., : self.inter]) * x[..., self.inter:], by_row[5])
+            h = h + _rows(o_proj, o.transpose(1, 2).reshape(b, t, H * D), by_row["o"])
+            x = _rows(gate_up_proj, _rms(h, norm2.weight, norm2.variance_epsilon), by_row["gate_up"])
+            h = h + _rows(down_proj, F.silu(x[..., : self.inter]) * x[..., self.inter:], by_row["down"])
         return h
 
     def _buffers(self, cache: Any, b: int, t: int) -> tuple[list[torch.Tensor], list[torch.Tensor], int]:
