@@ -81,33 +81,46 @@ def melody_train_speed(steps: int) -> dict:
             "steps": steps, "tokens_per_step": cfg.train.batch_size * cfg.data.block_size}
 
 
-def gpu_lines() -> list[str]:
-    """Rows for the figures of the last GPU run (scripts/gpu-bench.sh), kept in results/gpu/."""
+def generation_lines(g: dict, where: str = "", skip: tuple[str, ...] = ()) -> list[str]:
+    """Table rows for a gen_speed.py result: each row against plain generate at the same settings."""
     from gen_speed import check_key
 
+    lines = []
+    for row in g["rows"]:
+        if row["impl"] in ("plain", *skip):
+            continue
+        base = next(r for r in g["rows"] if r["impl"] == "plain" and r["batch"] == row["batch"] and r["mode"] == row["mode"])
+        same = g["identical_outputs"].get(check_key(row["batch"], row["mode"], row["impl"]))
+        lines.append(f"| generation tok/s ({row['impl']}){where} | batch {row['batch']} {row['mode']} "
+                     f"| {row['tok_s']} [{row['tok_s_min']}-{row['tok_s_max']}] "
+                     f"| {base['tok_s']} [{base['tok_s_min']}-{base['tok_s_max']}] (plain generate) "
+                     f"| x{row['ratio_vs_plain']}{', different tokens' if same is False else ''} |")
+    return lines
+
+
+def fine_tuning_line(ft: dict, memory: str, where: str = "") -> str:
+    """The table row for a train_speed.py result: museforge against Trainer as written by hand."""
+    ours, trainer = ft["rows"][:2]
+    unit = {"peak_rss_mb": "RSS", "peak_gpu_mb": "GPU"}[memory]
+    return (f"| fine-tuning tok/s{where} | {ours['setting']} bf16 {ft['batch']}x{ft['block']} "
+            f"| {ours['tok_s']} [{ours['tok_s_min']}-{ours['tok_s_max']}], {unit} {ours[memory]} MB "
+            f"| {trainer['tok_s']} [{trainer['tok_s_min']}-{trainer['tok_s_max']}], {unit} {trainer[memory]} MB (Trainer) "
+            f"| x{ours['ratio_vs_trainer']} |")
+
+
+def gpu_lines() -> list[str]:
+    """Rows for the figures of the last GPU run (scripts/gpu-bench.sh), kept in results/gpu/."""
     lines = []
     for name in ("train_full", "train_lora", "train_full_32x512", "train_lora_32x512"):
         path = RESULTS / "gpu" / f"{name}.json"
         if path.exists():
             ft = json.loads(path.read_text())
-            ours, trainer = ft["rows"][:2]
-            lines.append(f"| fine-tuning tok/s, {ft['device_name']} | {ours['setting']} bf16 {ft['batch']}x{ft['block']} "
-                         f"| {ours['tok_s']} [{ours['tok_s_min']}-{ours['tok_s_max']}], GPU {ours['peak_gpu_mb']} MB "
-                         f"| {trainer['tok_s']} [{trainer['tok_s_min']}-{trainer['tok_s_max']}], GPU {trainer['peak_gpu_mb']} MB (Trainer) "
-                         f"| x{ours['ratio_vs_trainer']} |")
-    for name in ("gen", "gen_static"):
+            lines.append(fine_tuning_line(ft, "peak_gpu_mb", f", {ft['device_name']}"))
+    for name, skip in (("gen", ()), ("gen_static", ("museforge",))):  # gen_static repeats museforge's rows
         path = RESULTS / "gpu" / f"{name}.json"
         if path.exists():
             g = json.loads(path.read_text())
-            for row in g["rows"]:
-                if row["impl"] != "plain" and (name == "gen" or row["impl"] != "museforge"):
-                    same = g["identical_outputs"].get(check_key(row["batch"], row["mode"], row["impl"]))
-                    base = next(r for r in g["rows"] if r["impl"] == "plain" and r["batch"] == row["batch"]
-                                and r["mode"] == row["mode"])
-                    lines.append(f"| generation tok/s ({row['impl']}), {g['device_name']} | batch {row['batch']} {row['mode']} "
-                                 f"| {row['tok_s']} [{row['tok_s_min']}-{row['tok_s_max']}] "
-                                 f"| {base['tok_s']} [{base['tok_s_min']}-{base['tok_s_max']}] (plain generate) "
-                                 f"| x{row['ratio_vs_plain']}{', different tokens' if same is False else ''} |")
+            lines += generation_lines(g, f", {g['device_name']}", skip)
     return lines
 
 
@@ -149,16 +162,9 @@ def main() -> None:
             "melody": cold_start("import museforge; museforge.generate('melody', bars=1, seed=1)", reps)}
     save_json(report, RESULTS / "all.json", show=False)
     lines = ["| benchmark | setting | museforge | baseline | ratio |", "|---|---|---|---|---|"]
-    for row in report.get("generation", {}).get("rows", []):
-        if row["impl"] != "plain":
-            base = next(r for r in report["generation"]["rows"] if r["impl"] == "plain" and r["batch"] == row["batch"] and r["mode"] == row["mode"])
-            lines.append(f"| generation tok/s ({row['impl']}) | batch {row['batch']} {row['mode']} | {row['tok_s']} [{row['tok_s_min']}-{row['tok_s_max']}] "
-                         f"| {base['tok_s']} [{base['tok_s_min']}-{base['tok_s_max']}] (plain generate) | x{row['ratio_vs_plain']} |")
-    for ft in report.get("fine_tuning", []):
-        ours, trainer = ft["rows"][:2]  # museforge, Trainer as written by hand
-        lines.append(f"| fine-tuning tok/s | {ours['setting']} bf16 {ft['batch']}x{ft['block']} | {ours['tok_s']} [{ours['tok_s_min']}-{ours['tok_s_max']}], "
-                     f"RSS {ours['peak_rss_mb']} MB | {trainer['tok_s']} [{trainer['tok_s_min']}-{trainer['tok_s_max']}], RSS {trainer['peak_rss_mb']} MB (Trainer) "
-                     f"| x{ours['ratio_vs_trainer']} |")
+    if "generation" in report:
+        lines += generation_lines(report["generation"])
+    lines += [fine_tuning_line(ft, "peak_rss_mb") for ft in report.get("fine_tuning", [])]
     if "melody" in report:
         m = report["melody"]
         lines.append(f"| melody | s per 16 bars | {m['seconds_per_16_bars']} [{m['min_s']}-{m['max_s']}] "

@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
-# Prepares .gpu/ (git-ignored) for scripts/gpu-bench.sh on a lent CUDA machine (Python 3.12, torch,
+# Prepares .gpu/ (in .gitignore) for scripts/gpu-bench.sh on a lent CUDA machine (Python 3.12, torch,
 # transformers, accelerate and peft already there): the wheels it lacks, the SmolLM2-135M config and
 # tokenizer (not the weights: they are too large to travel) and the hymn corpus from ../shared/data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
 rm -rf .gpu && mkdir -p .gpu/whl .gpu/smol
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \

@@ -1,8 +1,9 @@
 """Nothing is lost: SIGKILL at any point (even mid-checkpoint), Ctrl-C, a full or unwritable disk.
 
 The killed runs are real processes (spawned, not forked: a forked child deadlocked in OpenMP when
-the test process had used 2 threads) killed with SIGKILL at chosen points: in the middle of a checkpoint write and between checkpoints. The
-random-kill version through the CLI is the slow test here and benchmarks/kill_resume.py.
+the test process had used 2 threads) killed with SIGKILL at chosen points: in the middle of a
+checkpoint write and between checkpoints. The random-kill version through the CLI is the slow
+test here and benchmarks/kill_resume.py.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ concatenation, and with a chunk of several new tokens (prompt-lookup candidates)
 exactly as if they had been decoded one by one (attention a row at a time; products whose
 kernel rounds several rows differently from one take the rows one at a time; the prompt and
 the first proposals, which transformers sends in one call, computed as a prompt and a chunk).
-Its logits are checked to be bit-identical to the model's own forward when it is installed; where they are not (another
-torch, another attention implementation), nothing is installed.
+Its logits are checked to be bit-identical to the model's own forward when it is installed;
+where they are not (another torch, another attention implementation), nothing is installed.
 
 transformers' `generate` still runs the loop (sampling, processors, stopping, streaming): only
 the model's forward is replaced, and any call it does not cover (training, gradients, padding
@@ -140,9 +140,9 @@ class LeanLlama:
         if not self.covers(args, kw):
             return self.own_forward(*args, **kw)
         ids, cache = kw["input_ids"], kw[_CACHE]
-        keys, values, n = self._buffers(cache, ids.shape[0], ids.shape[1])
-        keep = kw.get("logits_to_keep") if kw.get("logits_to_keep") is not None else 0
         t = ids.shape[1]
+        keys, values, n = self._buffers(cache, ids.shape[0], t)
+        keep = kw.get("logits_to_keep") if kw.get("logits_to_keep") is not None else 0
         if n == 0 and isinstance(keep, int) and 1 < keep < t:
             # transformers' prompt lookup sends the prompt and its first proposals in one call, asking
             # for the logits of the last prompt token and of each proposal: computed as plain decoding
@@ -159,7 +159,7 @@ class LeanLlama:
         for layer, k, v in zip(cache.layers, keys, values, strict=True):  # the cache stays a valid DynamicCache
             if not layer.is_initialized:
                 layer.device, layer.is_initialized = k.device, True
-            layer.keys, layer.values = k[:, :, : n + ids.shape[1]], v[:, :, : n + ids.shape[1]]
+            layer.keys, layer.values = k[:, :, : n + t], v[:, :, : n + t]
         return CausalLMOutputWithPast(logits=logits, **{_CACHE: cache})
 
     def _layers(self, ids: torch.Tensor, keys: list[torch.Tensor], values: list[torch.Tensor], n: int) -> torch.Tensor:
@@ -229,7 +229,7 @@ def _rows_depend_on_count(product: nn.Module, dtype: torch.dtype) -> bool:
     with torch.inference_mode():
         for rows in (2, 3, 4, 8) * 4:
             x = torch.randn(1, rows, product.in_features, generator=g).to(dtype)
-            if not torch.equal(product(x), torch.cat([product(r) for r in x.split(1, 1)], 1)):
+            if not torch.equal(product(x), _rows(product, x, one_at_a_time=True)):
                 return True
     return False
 

@@ -233,9 +233,9 @@ class Generator:
         Prompt lookup proposes the tokens that followed the last two tokens' earlier occurrence (a
         repeated line, a chorus) and checks them all in one forward. The lean forward scores
         them exactly as one by one (products whose rows depend on how many are computed at once take
-        them one at a time: museforge.decode), so greedy tokens are unchanged; transformers applies logits
-        processors (repetition penalty, n-gram blocking) differently to proposed tokens, so with
-        any of them it stays off; and it checks its own stopping criteria only after a whole chunk
+        them one at a time: museforge.decode), so greedy tokens are unchanged; transformers applies a
+        repetition penalty and n-gram blocking differently to proposed tokens, so with those, and
+        with logits processors of the caller's own, it stays off; and it checks its own stopping criteria only after a whole chunk
         (a stop at a newline would let the rest of the chunk through), so those keep it off too,
         except a user's Stop (marked `lookup_safe`)."""
         stops = hf.get("stopping_criteria") or []
