@@ -101,3 +101,19 @@ def test_a_model_that_bypasses_its_head_module_still_gets_the_right_loss():
         assert torch.allclose(lm_token_nll(m, {"input_ids": ids, "labels": ids}, head).mean(), expected, atol=1e-5)
     assert torch.allclose(lm_token_nll(model, {"input_ids": ids, "labels": ids}, None).mean(), expected, atol=1e-5)
     assert torch.allclose(lm_loss(model, {"input_ids": ids, "labels": ids}, head), expected, atol=1e-5)
+
+
+def test_head_gradient_made_in_several_groups_matches_cross_entropy(monkeypatch):
+    """Positions beyond one STASH make more than one head-gradient product: their sum is the gradient."""
+    import museforge.loss as loss
+
+    monkeypatch.setattr(loss, "STASH", 14)  # chunks of 7: groups of 14 positions, 57 positions in all
+    torch.manual_seed(1)
+    hidden = torch.randn(3, 20, 16, requires_grad=True)
+    weight = torch.randn(50, 16, requires_grad=True)
+    labels = torch.randint(0, 50, (3, 20))
+    labels[1, 3:12] = -100
+    ref_gh, ref_gw = torch.autograd.grad(reference(hidden, weight, labels), (hidden, weight))
+    gh, gw = torch.autograd.grad(chunked_lm_loss(hidden, weight, labels, chunk=7), (hidden, weight))
+    assert torch.allclose(gh, ref_gh, atol=1e-6) and torch.allclose(gw, ref_gw, atol=1e-6)
+

@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from museforge.config import Config, load_config
+from museforge.cpu_training import faster_in_fp32, use_fast_dropout, use_fp32_attention
 from museforge.data import file_hashes, pack
 from museforge.models import resolve
 from museforge.tasks import get_task
@@ -151,6 +152,25 @@ def _build_model(cfg: Config, task, tokenizer):
     return model, info
 
 
+def _attention(model, accelerator, batch: int, block: int, precision: str) -> str:
+    """The attention precision of this run: fp32 where this CPU computes it faster than the
+    autocast dtype at this batch and block (museforge.cpu_training); every process takes rank 0's choice."""
+    from accelerate.utils import broadcast_object_list
+
+    if precision == "no":
+        return "fp32"
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    choice = [faster_in_fp32(model, batch, block, dtype) if accelerator.is_main_process else None]
+    if accelerator.num_processes > 1:
+        broadcast_object_list(choice)
+    if not choice[0]:
+        return precision
+    use_fp32_attention(model)
+    if accelerator.is_main_process:
+        print(f"museforge: attention in fp32 (faster than {precision} on this CPU at {batch} x {block})", flush=True)
+    return "fp32"
+
+
 def _wrap_lora(cfg: Config, model):
     from peft import LoraConfig, PeftModel, get_peft_model
 
@@ -265,8 +285,13 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, model
     TrainingInterrupted (a KeyboardInterrupt); train.resume=true continues from there.
     Raises RunDirError when the run dir is not writable or its disk is too full.
     """
-    with _CtrlC() as ctrl_c:
-        return _train(config, overrides, model, tokenizer, callback, ctrl_c)
+    attn = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    try:
+        with _CtrlC() as ctrl_c:
+            return _train(config, overrides, model, tokenizer, callback, ctrl_c)
+    finally:  # a model passed in gets its own attention back (training may have switched it to fp32)
+        if attn and model.config._attn_implementation != attn:
+            model.set_attn_implementation(attn)
 
 
 def _train(config: Config | str | Path, overrides: list[str] | None, model, tokenizer, callback,
@@ -329,7 +354,10 @@ def _train(config: Config | str | Path, overrides: list[str] | None, model, toke
         # non-reentrant: works with frozen inputs (LoRA) and needs no enable_input_require_grads
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
+    attention = _attention(model, accelerator, t.batch_size, cfg.data.block_size, precision)
     model = _wrap_lora(cfg, model)
+    if accelerator.device.type == "cpu":
+        use_fast_dropout(model)  # torch's CPU dropout draws its masks element by element (museforge.cpu_training)
     if precision == "bf16" and any(not p.requires_grad for p in model.parameters()):
         # LoRA: the frozen base weights never change, so keep them in bf16. Autocast would
         # otherwise re-cast every fp32 weight to bf16 on every forward pass (and hold both).
@@ -382,7 +410,7 @@ def _train(config: Config | str | Path, overrides: list[str] | None, model, toke
 
     meta = {"task": task.name, **model_info, "lora": bool(cfg.model.lora and not cfg.model.scratch),
             "config": cfg.to_dict(), "data": {**data_info, "blocks": {"train": len(train_blocks), "validation": len(val_blocks)}},
-            "processes": accelerator.num_processes, "precision": precision, "versions": _versions()}
+            "processes": accelerator.num_processes, "precision": precision, "attention": attention, "versions": _versions()}
     if cfg.data.path and Path(cfg.data.path).exists():
         meta["data"]["files"] = file_hashes(cfg.data.path)
 

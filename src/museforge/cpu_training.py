@@ -1,0 +1,110 @@
+"""Two CPU fast paths of the training loop, each measured here and each keeping the run's settings.
+
+    from museforge.cpu_training import faster_in_fp32, use_fp32_attention, use_fast_dropout
+    if faster_in_fp32(model, batch=8, block=128, dtype=torch.bfloat16):  # measured once, at the run's shape
+        use_fp32_attention(model)
+    use_fast_dropout(model)                                              # (the training loop does both)
+
+**Attention precision.** Under bf16 autocast, transformers' attention runs torch's CPU flash
+kernel in bf16. Without AMX (avx512_bf16 only, as on this project's machine) that kernel's
+forward + backward is slower than the fp32 one at short sequences: 8 x 128 tokens with SmolLM2's
+9 heads, 21 ms in bf16 against 11.6 ms in fp32, while at 512 and 1024 tokens bf16 wins (65
+against 75 ms, 93 against 117). So the choice is measured once, at the run's own shape; in fp32,
+q, k and v are cast up for the attention call only (autocast off inside it) and its output goes
+back to the autocast dtype. The fp32 kernel is no less precise than the bf16 one.
+
+**Dropout masks.** torch's CPU dropout draws one Bernoulli number per element through a scalar
+loop (MKL's vectorized generator is used on Intel CPUs only): 4.3 ms forward + backward for a
+LoRA input of 8 x 128 x 576, 60 of them per SmolLM2 step. `FastDropout` takes 16 random bits per
+element from 64-bit draws, a quarter as many calls to the generator: 2.4 ms. The rate is p
+rounded to 1/32768 (0.05 -> 0.049988), the kept values scaled to keep the expectation, and the
+draws come from torch's generator, so seeds and resumed runs stay exact.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FP32_SDPA = "museforge_sdpa_fp32"
+
+
+def _sdpa_fp32(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+               attention_mask: torch.Tensor | None, **kwargs: Any) -> tuple[torch.Tensor, Any]:
+    """transformers' sdpa attention computed in fp32; the output in the query's dtype."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    dtype = query.dtype
+    if attention_mask is not None and attention_mask.is_floating_point():
+        attention_mask = attention_mask.float()
+    with torch.autocast(query.device.type, enabled=False):
+        out, weights = sdpa_attention_forward(module, query.float(), key.float(), value.float(), attention_mask, **kwargs)
+    return out.to(dtype), weights
+
+
+def _seconds(dtype: torch.dtype, shape: tuple[int, int, int, int], repeats: int = 3) -> float:
+    """Best time of sdpa forward + backward on random inputs of `shape` [B, H, T, D] with a
+    packed-block additive mask, as the training loop builds it."""
+    b, h, t, d = shape
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(b, h, t, d, generator=g).to(dtype).requires_grad_() for _ in range(3))
+    mask = torch.zeros(b, 1, t, t).masked_fill_(~torch.ones(t, t, dtype=torch.bool).tril(), torch.finfo(torch.float32).min)
+    mask = mask.to(dtype)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first call warms up
+        start = time.perf_counter()
+        F.scaled_dot_product_attention(q, k, v, attn_mask=mask).sum().backward()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def faster_in_fp32(model: nn.Module, batch: int, block: int, dtype: torch.dtype) -> bool:
+    """Whether this CPU runs the model's sdpa attention (forward + backward) faster in fp32 than
+    in `dtype` at this batch and block size (False for other attention or another device)."""
+    c = model.config
+    if getattr(c, "_attn_implementation", None) != "sdpa" or next(model.parameters()).device.type != "cpu":
+        return False
+    heads = c.num_attention_heads
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
+    shape = (min(batch, 4), heads, block, head_dim)  # a few sequences tell the ratio
+    low = min(_seconds(dtype, shape) for _ in range(2))
+    high = min(_seconds(torch.float32, shape) for _ in range(2))
+    return high < low
+
+
+def use_fp32_attention(model: nn.Module) -> None:
+    """Compute the model's attention in fp32 under autocast (transformers' sdpa, q/k/v cast up)."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(FP32_SDPA, _sdpa_fp32)
+    model.set_attn_implementation(FP32_SDPA)
+
+
+class FastDropout(nn.Dropout):
+    """nn.Dropout with masks from 15 random bits per element on CPU (see the module docstring);
+    elsewhere, and in eval mode, exactly nn.Dropout."""
+
+    LEVELS = 1 << 15
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or x.device.type != "cpu" or not 0 < self.p < 1 or self.inplace:
+            return super().forward(x)
+        n = x.numel()
+        bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_()  # 63 random bits each
+        draws = bits.view(torch.int16)[:n].view(x.shape) & (self.LEVELS - 1)  # 4 uniform 15-bit numbers per draw
+        cut = round(self.p * self.LEVELS)
+        return x * (draws >= cut).to(x.dtype).mul_(self.LEVELS / (self.LEVELS - cut))
+
+
+def use_fast_dropout(model: nn.Module) -> int:
+    """Turn every nn.Dropout of the model (LoRA's included) into a FastDropout; returns how many."""
+    count = 0
+    for module in model.modules():
+        if type(module) is nn.Dropout:
+            module.__class__ = FastDropout  # same fields, same state: only forward changes
+            count += 1
+    return count

@@ -1,0 +1,118 @@
+"""The training loop's CPU fast paths: fp32 attention where faster, and cheaper dropout masks."""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from test_train import run
+from tinymodels import tiny_model, tiny_tokenizer
+
+import museforge.cpu_training as cpu
+from museforge.cpu_training import FastDropout, faster_in_fp32, use_fast_dropout, use_fp32_attention
+
+
+def tiny_llama(tok):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    return LlamaForCausalLM(config)
+
+
+# ---- attention ----------------------------------------------------------------------------------
+def test_fp32_attention_computes_in_fp32_and_returns_the_autocast_dtype():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 10, 16).bfloat16() for _ in range(3))
+    module = torch.nn.Module()
+    module.is_causal = True
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = cpu._sdpa_fp32(module, q, k, v, None, scaling=0.25)
+    expected = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True, scale=0.25)
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, expected.transpose(1, 2).bfloat16())  # fp32 result, rounded once
+    bf16 = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.25).transpose(1, 2)
+    assert not torch.equal(out, bf16)  # so the test tells the two kernels apart
+
+
+def test_a_model_with_fp32_attention_trains_to_the_same_loss():
+    tok = tiny_tokenizer()
+    ids = torch.randint(0, len(tok), (2, 24), generator=torch.Generator().manual_seed(0))
+    losses = []
+    for fp32 in (False, True):
+        model = tiny_llama(tok)
+        if fp32:
+            use_fp32_attention(model)
+            assert model.config._attn_implementation == cpu.FP32_SDPA
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        assert model.model.layers[0].self_attn.q_proj.weight.grad.abs().sum() > 0
+        losses.append(loss.item())
+    assert losses[0] == pytest.approx(losses[1], rel=1e-2)
+
+
+def test_the_faster_precision_is_chosen_and_only_for_sdpa_on_cpu(monkeypatch):
+    model = tiny_llama(tiny_tokenizer())
+    timings = {torch.bfloat16: 2.0, torch.float32: 1.0}
+    monkeypatch.setattr(cpu, "_seconds", lambda dtype, shape: timings[dtype])
+    assert faster_in_fp32(model, 8, 128, torch.bfloat16)
+    timings[torch.float32] = 3.0
+    assert not faster_in_fp32(model, 8, 128, torch.bfloat16)
+    timings[torch.float32] = 1.0
+    model.set_attn_implementation("eager")
+    assert not faster_in_fp32(model, 8, 128, torch.bfloat16)  # only transformers' sdpa is switched
+
+
+def test_the_timing_runs_forward_and_backward_at_the_given_shape():
+    assert 0 < cpu._seconds(torch.bfloat16, (1, 2, 16, 8), repeats=1) < 5
+
+
+def test_training_records_the_attention_precision_and_gives_the_model_its_own_back(tmp_path, monkeypatch):
+    tok = tiny_tokenizer()
+    model = tiny_model(tok)
+    monkeypatch.setattr("museforge.training.faster_in_fp32", lambda *a: True)
+    out = run(tmp_path, "fp32", "model.lora=false", "train.max_steps=2", "train.precision=bf16", model=model, tok=tok)
+    info = json.loads((out / "museforge.json").read_text())
+    assert info["attention"] == "fp32"
+    assert model.config._attn_implementation == "sdpa"
+    monkeypatch.setattr("museforge.training.faster_in_fp32", lambda *a: False)
+    out = run(tmp_path, "bf16", "model.lora=false", "train.max_steps=2", "train.precision=bf16", tok=tok)
+    assert json.loads((out / "museforge.json").read_text())["attention"] == "bf16"
+
+
+# ---- dropout ------------------------------------------------------------------------------------
+def test_fast_dropout_drops_at_rate_p_and_keeps_the_expectation():
+    torch.manual_seed(0)
+    drop = FastDropout(0.05).train()
+    x = torch.ones(1_000_000)
+    y = drop(x)
+    dropped = y == 0
+    assert dropped.float().mean().item() == pytest.approx(1638 / 32768, abs=1e-3)  # p rounded to 1/32768
+    assert y.mean().item() == pytest.approx(1.0, abs=3e-3)
+    values = y.unique().tolist()
+    assert values[0] == 0.0 and values[1:] == [pytest.approx(32768 / (32768 - 1638))]
+    # neighbours come from different bits: both dropped about p^2 of the time, not p
+    assert (dropped[:-1] & dropped[1:]).float().mean().item() < 0.01
+
+
+def test_fast_dropout_gradient_follows_the_mask_and_seeds_repeat():
+    drop = FastDropout(0.3).train()
+    x = torch.randn(4, 64, dtype=torch.bfloat16, requires_grad=True)
+    torch.manual_seed(5)
+    y = drop(x)
+    y.sum().backward()
+    kept = y != 0
+    assert torch.equal(x.grad == 0, ~kept) and 0.5 < kept.float().mean() < 0.9
+    torch.manual_seed(5)
+    assert torch.equal(drop(x), y)
+    assert torch.equal(drop.eval()(x), x)
+
+
+def test_use_fast_dropout_converts_the_models_dropout_layers():
+    model = tiny_model(tiny_tokenizer())
+    before = sum(type(m) is torch.nn.Dropout for m in model.modules())
+    assert before and use_fast_dropout(model) == before
+    assert all(type(m) is not torch.nn.Dropout for m in model.modules())
+    assert any(isinstance(m, FastDropout) and m.p == 0.1 for m in model.modules())
