@@ -82,6 +82,30 @@ def test_training_records_the_attention_precision_and_gives_the_model_its_own_ba
     assert json.loads((out / "museforge.json").read_text())["attention"] == "bf16"
 
 
+def test_a_resumed_run_keeps_the_attention_it_started_with(tmp_path, monkeypatch):
+    """Re-measuring on resume could pick the other precision and change the weights: it must not."""
+    from test_train import Kill
+
+    tok = tiny_tokenizer()
+    extra = ["model.lora=false", "train.max_steps=6", "train.save_every=3", "train.precision=bf16"]
+    monkeypatch.setattr("museforge.training.faster_in_fp32", lambda *a: True)
+    straight = run(tmp_path, "straight", *extra, tok=tok)
+
+    def killer(event):
+        if event["event"] == "step" and event["step"] == 4:
+            raise Kill
+
+    with pytest.raises(Kill):
+        run(tmp_path, "resumed", *extra, tok=tok, callback=killer)
+    monkeypatch.setattr("museforge.training.faster_in_fp32", lambda *a: False)  # this time bf16 would "win"
+    resumed = run(tmp_path, "resumed", *extra, "train.resume=true", tok=tok)
+    assert json.loads((resumed / "museforge.json").read_text())["attention"] == "fp32"
+    from safetensors.torch import load_file
+
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 # ---- dropout ------------------------------------------------------------------------------------
 def test_fast_dropout_drops_at_rate_p_and_keeps_the_expectation():
     torch.manual_seed(0)

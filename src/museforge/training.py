@@ -152,22 +152,28 @@ def _build_model(cfg: Config, task, tokenizer):
     return model, info
 
 
-def _attention(model, accelerator, batch: int, block: int, precision: str) -> str:
+def _attention(model, accelerator, batch: int, block: int, precision: str, earlier: str | None = None) -> str:
     """The attention precision of this run: fp32 where this CPU computes it faster than the
-    autocast dtype at this batch and block (museforge.cpu_training); every process takes rank 0's choice."""
+    autocast dtype at this batch and block (museforge.cpu_training); every process takes rank 0's
+    choice, and a resumed run the one it started with (`earlier`)."""
     from accelerate.utils import broadcast_object_list
 
     if precision == "no":
         return "fp32"
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    choice = [faster_in_fp32(model, batch, block, dtype) if accelerator.is_main_process else None]
-    if accelerator.num_processes > 1:
-        broadcast_object_list(choice)
-    if not choice[0]:
+    if earlier:
+        fp32 = earlier == "fp32"
+    else:
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        choice = [faster_in_fp32(model, batch, block, dtype) if accelerator.is_main_process else None]
+        if accelerator.num_processes > 1:
+            broadcast_object_list(choice)
+        fp32 = choice[0]
+    if not fp32:
         return precision
     use_fp32_attention(model)
     if accelerator.is_main_process:
-        print(f"museforge: attention in fp32 (faster than {precision} on this CPU at {batch} x {block})", flush=True)
+        why = "as when the run started" if earlier else f"faster than {precision} on this CPU at {batch} x {block}"
+        print(f"museforge: attention in fp32 ({why})", flush=True)
     return "fp32"
 
 
@@ -354,7 +360,10 @@ def _train(config: Config | str | Path, overrides: list[str] | None, model, toke
         # non-reentrant: works with frozen inputs (LoRA) and needs no enable_input_require_grads
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
-    attention = _attention(model, accelerator, t.batch_size, cfg.data.block_size, precision)
+    # a resumed run keeps the attention precision it started with, so it ends with the same weights
+    resumed = sorted(ckpt_root.glob("step-*[0-9]"))[-1:] if t.resume else []
+    earlier = json.loads((resumed[0] / STATE_FILE).read_text()).get("attention") if resumed else None
+    attention = _attention(model, accelerator, t.batch_size, cfg.data.block_size, precision, earlier)
     model = _wrap_lora(cfg, model)
     if accelerator.device.type == "cpu":
         use_fast_dropout(model)  # torch's CPU dropout draws its masks element by element (museforge.cpu_training)
@@ -400,7 +409,7 @@ def _train(config: Config | str | Path, overrides: list[str] | None, model, toke
     val_loader = accelerator.prepare(DataLoader(val_blocks, batch_size=t.batch_size, collate_fn=collate)) if val_blocks else None
 
     state: dict[str, Any] = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_loss": None, "best_step": None,
-                             "bad_evals": 0, "tokens": 0, "history": []}
+                             "bad_evals": 0, "tokens": 0, "history": [], "attention": attention}
     if t.resume:
         ckpts = sorted(ckpt_root.glob("step-*[0-9]"))
         accelerator.load_state(str(ckpts[-1]))  # model, optimizer, scheduler, RNG states
