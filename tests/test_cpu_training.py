@@ -36,9 +36,12 @@ def test_fp32_attention_computes_in_fp32_and_returns_the_autocast_dtype():
     assert not torch.equal(out, bf16)  # so the test tells the two kernels apart
 
 
-def test_a_model_with_fp32_attention_trains_to_the_same_loss():
+def test_a_model_with_fp32_attention_calls_it_in_every_layer_and_trains_to_the_same_loss(monkeypatch):
     tok = tiny_tokenizer()
     ids = torch.randint(0, len(tok), (2, 24), generator=torch.Generator().manual_seed(0))
+    calls = []
+    fp32_sdpa = cpu._sdpa_fp32
+    monkeypatch.setattr(cpu, "_sdpa_fp32", lambda *a, **kw: calls.append(1) or fp32_sdpa(*a, **kw))
     losses = []
     for fp32 in (False, True):
         model = tiny_llama(tok)
@@ -50,7 +53,20 @@ def test_a_model_with_fp32_attention_trains_to_the_same_loss():
         loss.backward()
         assert model.model.layers[0].self_attn.q_proj.weight.grad.abs().sum() > 0
         losses.append(loss.item())
+    assert len(calls) == 2  # one call per layer, in the fp32 model only
     assert losses[0] == pytest.approx(losses[1], rel=1e-2)
+
+
+def test_fp32_attention_honours_padding_masks():
+    """Outside training (samples, a passed-in model), 2D padding masks must still be applied."""
+    tok = tiny_tokenizer()
+    ids = torch.randint(0, len(tok), (2, 12), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    mask[1, :4] = 0  # left padding
+    plain, fp32 = tiny_llama(tok).eval(), tiny_llama(tok).eval()
+    use_fp32_attention(fp32)
+    with torch.no_grad():  # fp32 weights: the fp32 path computes exactly what sdpa does
+        assert torch.equal(plain(input_ids=ids, attention_mask=mask).logits, fp32(input_ids=ids, attention_mask=mask).logits)
 
 
 def test_the_faster_precision_is_chosen_and_only_for_sdpa_on_cpu(monkeypatch):
@@ -65,8 +81,33 @@ def test_the_faster_precision_is_chosen_and_only_for_sdpa_on_cpu(monkeypatch):
     assert not faster_in_fp32(model, 8, 128, torch.bfloat16)  # only transformers' sdpa is switched
 
 
-def test_the_timing_runs_forward_and_backward_at_the_given_shape():
-    assert 0 < cpu._seconds(torch.bfloat16, (1, 2, 16, 8), repeats=1) < 5
+def test_the_timing_uses_the_runs_shape():
+    model = tiny_llama(tiny_tokenizer())
+    shapes = []
+    original = cpu._seconds
+    cpu._seconds = lambda dtype, shape: shapes.append((dtype, shape)) or 1.0
+    try:
+        faster_in_fp32(model, 8, 96, torch.bfloat16)
+    finally:
+        cpu._seconds = original
+    assert {shape for _, shape in shapes} == {(4, 4, 96, 16)}  # batch capped at 4; heads and head size of the model
+    assert {dtype for dtype, _ in shapes} == {torch.bfloat16, torch.float32}
+    assert original(torch.bfloat16, (1, 2, 16, 8), repeats=1) > 0
+
+
+def test_train_attention_setting_forces_a_precision_without_measuring(tmp_path, monkeypatch):
+    from museforge.config import ConfigError, load_config
+
+    def no_measuring(*a):
+        raise AssertionError("measured although train.attention was set")
+
+    monkeypatch.setattr("museforge.training.faster_in_fp32", no_measuring)
+    for setting, expected in (("fp32", "fp32"), ("native", "bf16")):
+        out = run(tmp_path, setting, "model.lora=false", "train.max_steps=1", "train.precision=bf16",
+                  f"train.attention={setting}")
+        assert json.loads((out / "museforge.json").read_text())["attention"] == expected
+    with pytest.raises(ConfigError, match="train.attention: choose auto, fp32 or native"):
+        load_config(None, ["train.attention=fast"])
 
 
 def test_training_records_the_attention_precision_and_gives_the_model_its_own_back(tmp_path, monkeypatch):
@@ -132,6 +173,13 @@ def test_fast_dropout_gradient_follows_the_mask_and_seeds_repeat():
     torch.manual_seed(5)
     assert torch.equal(drop(x), y)
     assert torch.equal(drop.eval()(x), x)
+
+
+def test_fast_dropout_leaves_rates_it_cannot_express_to_torch():
+    x = torch.ones(1000)
+    torch.manual_seed(0)
+    assert FastDropout(0.99999).train()(x).count_nonzero() < 5  # no division by zero: torch's dropout
+    assert FastDropout(1e-6).train()(x).max().item() > 1  # torch's scale 1 / (1 - p), not a 15-bit rate of 0
 
 
 def test_use_fast_dropout_converts_the_models_dropout_layers():

@@ -104,6 +104,9 @@ class TrainConfig:
     """Clip gradient norm (0 = off)."""
     precision: str = "auto"
     """auto (bf16 where supported), bf16, fp16 (GPU only) or no."""
+    attention: str = "auto"
+    """Attention precision under bf16/fp16 on a CPU: auto (measured once at the start: fp32 where
+    this CPU computes it faster), fp32, or native (the autocast dtype). Recorded in museforge.json."""
     gradient_checkpointing: bool = False
     """Recompute each layer's activations in the backward pass instead of keeping them: about
     2 GB less for LoRA on the default model at 8 x 256 tokens, about a third slower."""
@@ -310,6 +313,8 @@ def _check_ranges(cfg: Config) -> None:
 
     if cfg.task not in TASKS:
         raise ConfigError(f"task: unknown task '{cfg.task}': choose one of {', '.join(TASKS)}")
+    if cfg.train.attention not in ("auto", "fp32", "native"):
+        raise ConfigError(f"train.attention: choose auto, fp32 or native, got '{cfg.train.attention}'")
     for key, low, high in RANGES:
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)

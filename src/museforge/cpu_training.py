@@ -41,32 +41,41 @@ def _sdpa_fp32(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value:
     dtype = query.dtype
     if attention_mask is not None and attention_mask.is_floating_point():
         attention_mask = attention_mask.float()
+    if isinstance(kwargs.get("position_bias"), torch.Tensor):
+        kwargs["position_bias"] = kwargs["position_bias"].float()
     with torch.autocast(query.device.type, enabled=False):
         out, weights = sdpa_attention_forward(module, query.float(), key.float(), value.float(), attention_mask, **kwargs)
     return out.to(dtype), weights
 
 
 def _seconds(dtype: torch.dtype, shape: tuple[int, int, int, int], repeats: int = 3) -> float:
-    """Best time of sdpa forward + backward on random inputs of `shape` [B, H, T, D] with a
-    packed-block additive mask, as the training loop builds it."""
+    """Best time of sdpa forward + backward on random inputs of `shape` [B, H, T, D], called as in
+    training: under `dtype` autocast (or none for fp32), with the loop's additive fp32 mask."""
     b, h, t, d = shape
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(b, h, t, d, generator=g).to(dtype).requires_grad_() for _ in range(3))
     mask = torch.zeros(b, 1, t, t).masked_fill_(~torch.ones(t, t, dtype=torch.bool).tril(), torch.finfo(torch.float32).min)
-    mask = mask.to(dtype)
     best = float("inf")
     for _ in range(repeats + 1):  # the first call warms up
         start = time.perf_counter()
-        F.scaled_dot_product_attention(q, k, v, attn_mask=mask).sum().backward()
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        out.float().sum().backward()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def applies(model: nn.Module) -> bool:
+    """Whether the model computes attention with transformers' sdpa on a CPU (what fp32 attention replaces)."""
+    return (getattr(model.config, "_attn_implementation", None) in ("sdpa", FP32_SDPA)
+            and next(model.parameters()).device.type == "cpu")
 
 
 def faster_in_fp32(model: nn.Module, batch: int, block: int, dtype: torch.dtype) -> bool:
     """Whether this CPU runs the model's sdpa attention (forward + backward) faster in fp32 than
     in `dtype` at this batch and block size (False for other attention or another device)."""
     c = model.config
-    if getattr(c, "_attn_implementation", None) != "sdpa" or next(model.parameters()).device.type != "cpu":
+    if not applies(model):
         return False
     heads = c.num_attention_heads
     head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
@@ -79,8 +88,10 @@ def faster_in_fp32(model: nn.Module, batch: int, block: int, dtype: torch.dtype)
 def use_fp32_attention(model: nn.Module) -> None:
     """Compute the model's attention in fp32 under autocast (transformers' sdpa, q/k/v cast up)."""
     from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
     AttentionInterface.register(FP32_SDPA, _sdpa_fp32)
+    AttentionMaskInterface.register(FP32_SDPA, sdpa_mask)  # padding masks are built as for sdpa
     model.set_attn_implementation(FP32_SDPA)
 
 
@@ -91,12 +102,12 @@ class FastDropout(nn.Dropout):
     LEVELS = 1 << 15
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or x.device.type != "cpu" or not 0 < self.p < 1 or self.inplace:
-            return super().forward(x)
+        cut = round(self.p * self.LEVELS)
+        if not self.training or x.device.type != "cpu" or not 0 < cut < self.LEVELS or self.inplace:
+            return super().forward(x)  # (also a p too close to 0 or 1 for 15 bits)
         n = x.numel()
         bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_()  # 63 random bits each
         draws = bits.view(torch.int16)[:n].view(x.shape) & (self.LEVELS - 1)  # 4 uniform 15-bit numbers per draw
-        cut = round(self.p * self.LEVELS)
         return x * (draws >= cut).to(x.dtype).mul_(self.LEVELS / (self.LEVELS - cut))
 
 

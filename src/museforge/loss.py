@@ -112,7 +112,8 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):  # noqa: D102
         grad_h, grad_w = ctx.saved_tensors
-        # in place: the gradients are large (the head's: 113 MB) and this backward runs once
+        # in place: the gradients are large (the head's: 113 MB) and training runs this backward
+        # once (a second backward through the same graph raises instead of scaling them twice)
         gh = None if grad_h is None else grad_h.mul_(grad_out.to(grad_h.dtype))
         gw = None if grad_w is None else grad_w.mul_(grad_out).to(ctx.weight_dtype)
         return gh, gw, None, None, None

@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from museforge.config import Config, load_config
-from museforge.cpu_training import faster_in_fp32, use_fast_dropout, use_fp32_attention
+from museforge.cpu_training import applies, faster_in_fp32, use_fast_dropout, use_fp32_attention
 from museforge.data import file_hashes, pack
 from museforge.models import resolve
 from museforge.tasks import get_task
@@ -152,16 +152,18 @@ def _build_model(cfg: Config, task, tokenizer):
     return model, info
 
 
-def _attention(model, accelerator, batch: int, block: int, precision: str, earlier: str | None = None) -> str:
-    """The attention precision of this run: fp32 where this CPU computes it faster than the
-    autocast dtype at this batch and block (museforge.cpu_training); every process takes rank 0's
-    choice, and a resumed run the one it started with (`earlier`)."""
+def _attention(model, accelerator, batch: int, block: int, precision: str, setting: str,
+               earlier: str | None = None) -> str:
+    """The attention precision of this run ("fp32" or `precision`) per `train.attention`: with
+    auto, fp32 where this CPU computes it faster than the autocast dtype at this batch and block
+    (museforge.cpu_training; rank 0 measures for every process); a resumed run keeps the one it
+    started with (`earlier`)."""
     from accelerate.utils import broadcast_object_list
 
-    if precision == "no":
-        return "fp32"
-    if earlier:
-        fp32 = earlier == "fp32"
+    if precision == "no" or not applies(model):
+        return precision
+    if earlier or setting != "auto":
+        fp32 = (earlier or setting) == "fp32"
     else:
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
         choice = [faster_in_fp32(model, batch, block, dtype) if accelerator.is_main_process else None]
@@ -172,7 +174,8 @@ def _attention(model, accelerator, batch: int, block: int, precision: str, earli
         return precision
     use_fp32_attention(model)
     if accelerator.is_main_process:
-        why = "as when the run started" if earlier else f"faster than {precision} on this CPU at {batch} x {block}"
+        why = ("as when the run started" if earlier else "train.attention=fp32" if setting == "fp32"
+               else f"faster than {precision} on this CPU at {batch} x {block}")
         print(f"museforge: attention in fp32 ({why})", flush=True)
     return "fp32"
 
@@ -361,9 +364,10 @@ def _train(config: Config | str | Path, overrides: list[str] | None, model, toke
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     # a resumed run keeps the attention precision it started with, so it ends with the same weights
+    # (checkpoints from before museforge chose it ran the autocast dtype's kernel)
     resumed = sorted(ckpt_root.glob("step-*[0-9]"))[-1:] if t.resume else []
-    earlier = json.loads((resumed[0] / STATE_FILE).read_text()).get("attention") if resumed else None
-    attention = _attention(model, accelerator, t.batch_size, cfg.data.block_size, precision, earlier)
+    earlier = json.loads((resumed[0] / STATE_FILE).read_text()).get("attention", precision) if resumed else None
+    attention = _attention(model, accelerator, t.batch_size, cfg.data.block_size, precision, t.attention, earlier)
     model = _wrap_lora(cfg, model)
     if accelerator.device.type == "cpu":
         use_fast_dropout(model)  # torch's CPU dropout draws its masks element by element (museforge.cpu_training)
@@ -414,6 +418,7 @@ def _train(config: Config | str | Path, overrides: list[str] | None, model, toke
         ckpts = sorted(ckpt_root.glob("step-*[0-9]"))
         accelerator.load_state(str(ckpts[-1]))  # model, optimizer, scheduler, RNG states
         state = json.loads((ckpts[-1] / STATE_FILE).read_text())
+        state.setdefault("attention", attention)
         if main:
             print(f"museforge: resuming from {ckpts[-1]} (step {state['step']})", flush=True)
 
