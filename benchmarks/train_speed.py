@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -48,6 +49,7 @@ def run_museforge(a) -> dict:
     cfg = load_config(None, overrides(a) + [f"train.out_dir={out}"])
     train(cfg)
     hist = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    shutil.rmtree(out, ignore_errors=True)  # a checkpoint and an export per run: 1-2 GB each
     first, last = hist[1], hist[-1]
     return {"tok_s": (last["tokens"] - first["tokens"]) / (last["elapsed"] - first["elapsed"]),
             "final_loss": last.get("loss")}
@@ -110,6 +112,7 @@ def run_trainer(a, packed: bool) -> dict:
         remove_unused_columns=False, disable_tqdm=True)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=counting, callbacks=[Clock()])
     trainer.train()
+    shutil.rmtree(args.output_dir, ignore_errors=True)
     (_, t1, n1), (_, tn, nn) = marks[1], marks[-1]
     return {"tok_s": (nn - n1) / (tn - t1),
             "final_loss": trainer.state.log_history[-2].get("loss") if len(trainer.state.log_history) > 1 else None}
