@@ -49,9 +49,10 @@ def run_museforge(a) -> dict:
     cfg = load_config(None, overrides(a) + [f"train.out_dir={out}"])
     train(cfg)
     hist = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    attention = json.loads((out / "museforge.json").read_text()).get("attention")
     shutil.rmtree(out, ignore_errors=True)  # a checkpoint and an export per run: 1-2 GB each
     first, last = hist[1], hist[-1]
-    return {"tok_s": (last["tokens"] - first["tokens"]) / (last["elapsed"] - first["elapsed"]),
+    return {"tok_s": (last["tokens"] - first["tokens"]) / (last["elapsed"] - first["elapsed"]), "attention": attention,
             "final_loss": last.get("loss")}
 
 
@@ -172,7 +173,8 @@ def main(argv: list[str] | None = None) -> dict:
         speed, lo, hi = spread((r["tok_s"] for r in rs), 1)
         rows.append({"setting": a.setting, "impl": impl, "tok_s": speed, "tok_s_min": lo, "tok_s_max": hi,
                      "peak_rss_mb": round(max(r["peak_rss_mb"] for r in rs)),
-                     "peak_gpu_mb": round(max(r.get("peak_gpu_mb", 0) for r in rs)) or None})
+                     "peak_gpu_mb": round(max(r.get("peak_gpu_mb", 0) for r in rs)) or None,
+                     **({"attention": sorted({r["attention"] for r in rs})} if "attention" in rs[0] else {})})
     rows[0]["ratio_vs_trainer"] = round(rows[0]["tok_s"] / rows[1]["tok_s"], 3)
     rows[0]["ratio_vs_trainer_packed"] = round(rows[0]["tok_s"] / rows[2]["tok_s"], 3)
     result = {"benchmark": "fine-tuning", "model": a.model, "data": a.data, "batch": a.batch, "block": a.block,
