@@ -123,6 +123,22 @@ def test_training_records_the_attention_precision_and_gives_the_model_its_own_ba
     assert json.loads((out / "museforge.json").read_text())["attention"] == "bf16"
 
 
+def test_runs_on_a_gpu_keep_their_attention_although_the_model_is_still_on_the_cpu(monkeypatch):
+    from types import SimpleNamespace
+
+    from museforge.training import _attention
+
+    def no_measuring(*a):
+        raise AssertionError("measured for a GPU run")
+
+    monkeypatch.setattr("museforge.training.faster_in_fp32", no_measuring)
+    model = tiny_llama(tiny_tokenizer())
+    gpu = SimpleNamespace(device=torch.device("cuda"), is_main_process=True, num_processes=1)
+    assert _attention(model, gpu, 8, 128, "bf16", "auto") == "bf16"
+    assert _attention(model, gpu, 8, 128, "bf16", "fp32") == "bf16"
+    assert model.config._attn_implementation == "sdpa"
+
+
 def test_a_resumed_run_keeps_the_attention_it_started_with(tmp_path, monkeypatch):
     """Re-measuring on resume could pick the other precision and change the weights: it must not."""
     from test_train import Kill

@@ -160,7 +160,7 @@ def _attention(model, accelerator, batch: int, block: int, precision: str, setti
     started with (`earlier`)."""
     from accelerate.utils import broadcast_object_list
 
-    if precision == "no" or not applies(model):
+    if precision == "no" or accelerator.device.type != "cpu" or not applies(model):  # (the model is not moved yet)
         return precision
     if earlier or setting != "auto":
         fp32 = (earlier or setting) == "fp32"
