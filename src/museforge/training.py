@@ -363,10 +363,13 @@ def _train(config: Config | str | Path, overrides: list[str] | None, model, toke
         # non-reentrant: works with frozen inputs (LoRA) and needs no enable_input_require_grads
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
-    # a resumed run keeps the attention precision it started with, so it ends with the same weights
-    # (checkpoints from before museforge chose it ran the autocast dtype's kernel)
-    resumed = sorted(ckpt_root.glob("step-*[0-9]"))[-1:] if t.resume else []
-    earlier = json.loads((resumed[0] / STATE_FILE).read_text()).get("attention", precision) if resumed else None
+    # the checkpoint a resumed run continues from; the run keeps the attention precision it started
+    # with, so it ends with the same weights (checkpoints from before museforge chose it ran the
+    # autocast dtype's kernel)
+    found = sorted(ckpt_root.glob("step-*[0-9]")) if t.resume else []
+    resume_from = found[-1] if found else None
+    resumed = json.loads((resume_from / STATE_FILE).read_text()) if resume_from else None
+    earlier = resumed.get("attention", precision) if resumed else None
     attention = _attention(model, accelerator, t.batch_size, cfg.data.block_size, precision, t.attention, earlier)
     model = _wrap_lora(cfg, model)
     if accelerator.device.type == "cpu":
@@ -414,13 +417,12 @@ def _train(config: Config | str | Path, overrides: list[str] | None, model, toke
 
     state: dict[str, Any] = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_loss": None, "best_step": None,
                              "bad_evals": 0, "tokens": 0, "history": [], "attention": attention}
-    if t.resume:
-        ckpts = sorted(ckpt_root.glob("step-*[0-9]"))
-        accelerator.load_state(str(ckpts[-1]))  # model, optimizer, scheduler, RNG states
-        state = json.loads((ckpts[-1] / STATE_FILE).read_text())
+    if resume_from:
+        accelerator.load_state(str(resume_from))  # model, optimizer, scheduler, RNG states
+        state = resumed
         state.setdefault("attention", attention)
         if main:
-            print(f"museforge: resuming from {ckpts[-1]} (step {state['step']})", flush=True)
+            print(f"museforge: resuming from {resume_from} (step {state['step']})", flush=True)
 
     meta = {"task": task.name, **model_info, "lora": bool(cfg.model.lora and not cfg.model.scratch),
             "config": cfg.to_dict(), "data": {**data_info, "blocks": {"train": len(train_blocks), "validation": len(val_blocks)}},
