@@ -6,19 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from test_train import run
-from tinymodels import tiny_model, tiny_tokenizer
+from tinymodels import tiny_llama, tiny_model, tiny_tokenizer
 
 import museforge.cpu_training as cpu
 from museforge.cpu_training import FastDropout, faster_in_fp32, use_fast_dropout, use_fp32_attention
-
-
-def tiny_llama(tok):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
-    return LlamaForCausalLM(config)
 
 
 # ---- attention ----------------------------------------------------------------------------------

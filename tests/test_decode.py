@@ -3,6 +3,7 @@
 import copy
 
 import pytest
+import tinymodels
 import torch
 from tinymodels import tiny_tokenizer
 
@@ -17,12 +18,8 @@ def tok():
 
 
 def tiny_llama(tok, **extra):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=160, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, **extra)
-    return LlamaForCausalLM(config).eval().to(torch.bfloat16)
+    """The tiny Llama in bf16, for inference."""
+    return tinymodels.tiny_llama(tok, **extra).eval().to(torch.bfloat16)
 
 
 def lean_pair(tok):

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from tinymodels import tiny_model, tiny_tokenizer
+from tinymodels import tiny_llama, tiny_model, tiny_tokenizer
 
 from museforge.generation import Generator
 
@@ -158,14 +158,11 @@ def test_public_api_functions_survive_submodule_imports():
 
 def test_int8_weights_stay_close_to_bf16(tmp_path):
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     from museforge.kernels import Int8Linear, quantize_int8
 
     tok = tiny_tokenizer()
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
-                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)).eval()
+    model = tiny_llama(tok).eval()
     ids = torch.tensor([tok("rain on a city night")["input_ids"]])
     with torch.no_grad():
         ref = model.to(torch.bfloat16)(ids).logits.float()

@@ -43,6 +43,17 @@ def tiny_model(tokenizer, seed: int = 0):
     return GPT2LMHeadModel(cfg)
 
 
+def tiny_llama(tokenizer, **extra):
+    """A 2-layer, 64-wide Llama (4 query heads sharing 2 key/value heads), fp32; `extra` goes to its config."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, **extra)
+    return LlamaForCausalLM(config)
+
+
 
 
 TINY_LABELS = {0: "teapot", 1: "lighthouse, beacon", 2: "meadow"}
