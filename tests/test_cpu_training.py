@@ -1,6 +1,7 @@
 """The training loop's CPU fast paths: fp32 attention where faster, and cheaper dropout masks."""
 
 import json
+import resource
 
 import pytest
 import torch
@@ -9,7 +10,13 @@ from test_train import run
 from tinymodels import tiny_llama, tiny_model, tiny_tokenizer
 
 import museforge.cpu_training as cpu
-from museforge.cpu_training import FastDropout, faster_in_fp32, use_fast_dropout, use_fp32_attention
+from museforge.cpu_training import (
+    FastDropout,
+    faster_in_fp32,
+    keep_freed_memory,
+    use_fast_dropout,
+    use_fp32_attention,
+)
 
 
 # ---- attention ----------------------------------------------------------------------------------
@@ -195,3 +202,45 @@ def test_use_fast_dropout_converts_the_models_dropout_layers():
     assert before and use_fast_dropout(model) == before
     assert all(type(m) is not torch.nn.Dropout for m in model.modules())
     assert any(isinstance(m, FastDropout) and m.p == 0.1 for m in model.modules())
+
+
+# ---- freed memory -------------------------------------------------------------------------------
+def _faults_of_big_fills(n: int) -> list[int]:
+    """Minor page faults of each of n fills of a fresh 64 MB tensor (freed after each, as a step's
+    gradients are): 16,384 4 KB pages each where memory goes back to the system in between."""
+    faults = []
+    for _ in range(n):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        torch.empty(16 << 20).fill_(1.0)  # 64 MB: over glibc's largest mmap threshold (32 MB)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    return faults
+
+
+@pytest.mark.skipif(cpu._glibc() is None, reason="glibc's malloc only")
+def test_keep_freed_memory_reuses_big_blocks_without_page_faults_and_ends_with_the_run():
+    plain = _faults_of_big_fills(3)[-1]
+    if plain < 4000:
+        pytest.skip(f"this kernel maps big blocks in huge pages ({plain} faults for 64 MB): nothing to save")
+    with keep_freed_memory() as applied:
+        assert applied
+        kept = _faults_of_big_fills(10)  # the heap grows by a few blocks at first, then reuses them
+    assert sum(kept[-4:]) < plain / 10
+    assert _faults_of_big_fills(3)[-1] > plain / 2  # glibc's own behaviour back after the run
+
+
+def test_training_keeps_freed_memory_for_the_run_only(tmp_path, monkeypatch):
+    import contextlib
+
+    events = []
+
+    @contextlib.contextmanager
+    def recording():
+        events.append("in")
+        yield True
+        events.append("out")
+
+    seen = []
+    monkeypatch.setattr("museforge.training.keep_freed_memory", recording)
+    run(tmp_path, "keep", "model.lora=false", "train.max_steps=2", callback=lambda e: seen.append(list(events)))
+    assert seen and all(s == ["in"] for s in seen)  # every progress event came from inside
+    assert events == ["in", "out"]

@@ -13,6 +13,7 @@ Global batch = batch_size * grad_accum * processes; e.g. 8 * 1 * 1 * 256 tokens 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -29,7 +30,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from museforge.config import Config, load_config
-from museforge.cpu_training import applies, faster_in_fp32, use_fast_dropout, use_fp32_attention
+from museforge.cpu_training import (
+    applies,
+    faster_in_fp32,
+    keep_freed_memory,
+    use_fast_dropout,
+    use_fp32_attention,
+)
 from museforge.data import file_hashes, pack
 from museforge.models import resolve
 from museforge.tasks import get_task
@@ -295,8 +302,10 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, model
     Raises RunDirError when the run dir is not writable or its disk is too full.
     """
     attn = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    # on CPU, a step's big freed blocks stay in the process for the next (museforge.cpu_training)
+    keep = keep_freed_memory() if not torch.cuda.is_available() else contextlib.nullcontext()
     try:
-        with _CtrlC() as ctrl_c:
+        with keep, _CtrlC() as ctrl_c:
             return _train(config, overrides, model, tokenizer, callback, ctrl_c)
     finally:  # a model passed in gets its own attention back (training may have switched it to fp32)
         if attn and model.config._attn_implementation != attn:
