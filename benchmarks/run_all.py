@@ -151,7 +151,7 @@ def main() -> None:
         steps = "6" if a.quick else "12"
         blocks = ("128",) if a.quick else ("128", "256")  # the reference figures are 8 x 128
         report["fine_tuning"] = [train_main(["--setting", s, "--block", b, "--steps", steps,
-                                             "--repeats", str(max(1, reps - 1)),
+                                             "--repeats", str(reps),
                                              "--out", str(RESULTS / f"train_speed_{s}_{b}.json")])
                                  for b in blocks for s in ("lora", "full")]
     if "melody" not in skip:
