@@ -77,6 +77,21 @@ def test_chunked_token_nll_matches_per_position_cross_entropy():
     assert got[1, 5:].abs().max() == 0
 
 
+def test_losses_too_large_for_a_float_probability_are_still_exact():
+    """A target whose probability is below float32's smallest (exp(-150)) still gets its exact
+    loss, not inf or a cap: the loss is not read off the probabilities the gradient uses."""
+    from museforge.loss import chunked_token_nll
+
+    hidden = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])
+    weight = torch.tensor([[0.0, 0.0], [150.0, 0.0], [0.0, -150.0], [3.0, 3.0]])
+    labels = torch.tensor([[0, 2, 1]])  # position 0 -> word 2 (logit 0 vs 150), position 1 -> word 1
+    ref = torch.nn.functional.cross_entropy((hidden @ weight.T)[:, :-1].transpose(1, 2), labels[:, 1:],
+                                            reduction="none")
+    got = chunked_token_nll(hidden, weight, labels)
+    assert ref[0, 0] > 149 and torch.isfinite(got).all()
+    torch.testing.assert_close(got, ref)
+
+
 def test_a_model_that_bypasses_its_head_module_still_gets_the_right_loss():
     from museforge.loss import lm_loss, lm_token_nll
 
