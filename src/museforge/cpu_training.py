@@ -28,11 +28,11 @@ draws come from torch's generator, so seeds and resumed runs stay exact.
 **Freed memory kept for the next step.** glibc's malloc serves every block over 32 MB (a full
 fine-tune's embedding and head gradients, the head's bf16 copy: 56-113 MB each) with a fresh
 `mmap` and gives it back to the system when it is freed, so the next step's first write to each
-4 KB page faults again: 37,000-110,000 page faults a step at full 8 x 128, ~3.5 us each here.
-`keep_freed_memory` sets glibc's `M_MMAP_MAX` to 0 (every block from the heap) and raises
-`M_TRIM_THRESHOLD` (freed memory stays in the process) for the run, then puts back the
-values glibc starts with and trims. Same peak memory: a step frees what the next one allocates. Elsewhere
-than glibc it does nothing.
+4 KB page faults again: 37,000-120,000 page faults a step at full 8 x 128. `keep_freed_memory`
+sets glibc's `M_MMAP_MAX` to 0 (every block from the heap) and raises `M_TRIM_THRESHOLD` (freed
+memory stays in the process) for the run, then puts back the values glibc starts with and
+trims. No faults after the first steps, the same peak memory (a step frees what the next one
+allocates). Elsewhere than glibc it does nothing.
 """
 
 from __future__ import annotations
