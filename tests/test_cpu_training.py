@@ -98,7 +98,7 @@ def test_fp32_attention_honours_padding_masks():
 def test_the_faster_precision_is_chosen_and_only_for_sdpa_on_cpu(monkeypatch):
     model = tiny_llama(tiny_tokenizer())
     timings = {torch.bfloat16: 2.0, torch.float32: 1.0}
-    monkeypatch.setattr(cpu, "_seconds", lambda dtype, shape: timings[dtype])
+    monkeypatch.setattr(cpu, "_seconds", lambda dtype, shape, kv_heads: timings[dtype])
     assert faster_in_fp32(model, 8, 128, torch.bfloat16)
     timings[torch.float32] = 3.0
     assert not faster_in_fp32(model, 8, 128, torch.bfloat16)
@@ -107,18 +107,25 @@ def test_the_faster_precision_is_chosen_and_only_for_sdpa_on_cpu(monkeypatch):
     assert not faster_in_fp32(model, 8, 128, torch.bfloat16)  # only transformers' sdpa is switched
 
 
-def test_the_timing_uses_the_runs_shape():
+def test_the_timing_uses_the_runs_shape(monkeypatch):
     model = tiny_llama(tiny_tokenizer())
     shapes = []
     original = cpu._seconds
-    cpu._seconds = lambda dtype, shape: shapes.append((dtype, shape)) or 1.0
+    cpu._seconds = lambda dtype, shape, kv_heads: shapes.append((dtype, shape, kv_heads)) or 1.0
     try:
         faster_in_fp32(model, 8, 96, torch.bfloat16)
     finally:
         cpu._seconds = original
-    assert {shape for _, shape in shapes} == {(4, 4, 96, 16)}  # batch capped at 4; heads and head size of the model
-    assert {dtype for dtype, _ in shapes} == {torch.bfloat16, torch.float32}
-    assert original(torch.bfloat16, (1, 2, 16, 8), repeats=1) > 0
+    # batch capped at 4; the model's heads, key/value heads and head size
+    assert {(shape, kv) for _, shape, kv in shapes} == {((4, 4, 96, 16), 2)}
+    assert {dtype for dtype, _, _ in shapes} == {torch.bfloat16, torch.float32}
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention",
+                        lambda q, k, v, **kw: calls.append((k.shape[1], kw.get("enable_gqa", False))) or sdpa(q, k, v, **kw))
+    assert original(torch.bfloat16, (1, 4, 16, 8), 2, repeats=1) > 0
+    assert original(torch.float32, (1, 4, 16, 8), 2, repeats=1) > 0
+    assert set(calls) == {(4, False), (2, True)}  # each path as training calls it: repeated, shared
 
 
 def test_train_attention_setting_forces_a_precision_without_measuring(tmp_path, monkeypatch):

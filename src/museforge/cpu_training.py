@@ -8,9 +8,11 @@
 
 **Attention precision.** Under bf16 autocast, transformers' attention runs torch's CPU flash
 kernel in bf16. Without AMX (avx512_bf16 only, as on this project's machine) that kernel's
-forward + backward is slower than the fp32 one at short sequences: 8 x 128 tokens with SmolLM2's
-9 heads, 21 ms in bf16 against 11.6 ms in fp32, while at 512 and 1024 tokens bf16 wins (65
-against 75 ms, 93 against 117). So the choice is measured once, at the run's own shape; in fp32,
+forward + backward is slower than the fp32 one at short sequences. SmolLM2's 9 heads (3 key/value
+heads), each path as training calls it (bf16 with transformers' repeated key/value heads, fp32
+reading them shared, see below): 8 x 128 tokens 17.5 ms bf16 against 7.9 ms fp32, 8 x 256 37.2
+against 29.0, 4 x 512 61.5 against 58.8, while at 2 x 1024 bf16 wins (94.3 against 111.7).
+So the choice is measured once, at the run's own shape, the same two ways; in fp32,
 q, k and v are cast up for the attention call only (autocast off inside it) and its output goes
 back to the autocast dtype. The fp32 kernel is no less precise than the bf16 one. With a
 training batch's mask, transformers copies each key/value head for the query heads that share
@@ -88,18 +90,27 @@ def _sdpa_fp32(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value:
 _SPECIAL = ("position_bias", "softcap", "output_attentions")
 
 
-def _seconds(dtype: torch.dtype, shape: tuple[int, int, int, int], repeats: int = 3) -> float:
-    """Best time of sdpa forward + backward on random inputs of `shape` [B, H, T, D], called as in
-    training: under `dtype` autocast (or none for fp32), with the loop's additive fp32 mask."""
+def _seconds(dtype: torch.dtype, shape: tuple[int, int, int, int], kv_heads: int | None = None, repeats: int = 3) -> float:
+    """Best time of sdpa forward + backward on random inputs of `shape` [B, H, T, D] with
+    `kv_heads` key/value heads, called as each path calls it in training: under `dtype` autocast
+    with the key/value heads repeated (transformers), or for fp32 reading them shared (museforge),
+    with the loop's additive fp32 mask."""
     b, h, t, d = shape
+    kv = kv_heads or h
     g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(b, h, t, d, generator=g).to(dtype).requires_grad_() for _ in range(3))
+    q = torch.randn(b, h, t, d, generator=g).to(dtype).requires_grad_()
+    k, v = (torch.randn(b, kv, t, d, generator=g).to(dtype).requires_grad_() for _ in range(2))
+    shared = kv < h and dtype == torch.float32 and _SDPA_GQA
     mask = torch.zeros(b, 1, t, t).masked_fill_(~torch.ones(t, t, dtype=torch.bool).tril(), torch.finfo(torch.float32).min)
     best = float("inf")
     for _ in range(repeats + 1):  # the first call warms up
         start = time.perf_counter()
         with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            if shared:
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+            else:
+                out = F.scaled_dot_product_attention(q, k.repeat_interleave(h // kv, 1), v.repeat_interleave(h // kv, 1),
+                                                     attn_mask=mask)
         out.float().sum().backward()
         best = min(best, time.perf_counter() - start)
     return best
@@ -119,9 +130,10 @@ def faster_in_fp32(model: nn.Module, batch: int, block: int, dtype: torch.dtype)
         return False
     heads = c.num_attention_heads
     head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
+    kv_heads = getattr(c, "num_key_value_heads", None) or heads
     shape = (min(batch, 4), heads, block, head_dim)  # a few sequences tell the ratio
-    low = min(_seconds(dtype, shape) for _ in range(2))
-    high = min(_seconds(torch.float32, shape) for _ in range(2))
+    low = min(_seconds(dtype, shape, kv_heads) for _ in range(2))
+    high = min(_seconds(torch.float32, shape, kv_heads) for _ in range(2))
     return high < low
 
 
