@@ -38,8 +38,8 @@ blocks (mmap 32 MB, trim 64 MB): setting any of them by hand turns that adjustme
 and glibc's starting values would leave every later block of 128 KB-32 MB mapped afresh. The heap
 may grow before freed blocks are reused (torch's 64-byte-aligned requests do not fit a freed
 block of the same size until neighbours coalesce: up to 8 extra blocks in a loop that frees and
-refills one 64 MB tensor), though a training step's many frees coalesce quickly (peak RSS at
-full 8 x 128: 4.51-4.60 GB with it, 4.50-4.54 GB without). Elsewhere than glibc it does nothing.
+refills one 64 MB tensor); in training the peak grew little (full 8 x 128: 4.51-4.60 GB with
+it, 4.50-4.54 GB without). Elsewhere than glibc it does nothing.
 """
 
 from __future__ import annotations
