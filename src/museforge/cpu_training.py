@@ -47,6 +47,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import platform
 import threading
 import time
@@ -72,16 +73,16 @@ def _sdpa_fp32(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value:
     if isinstance(kwargs.get("position_bias"), torch.Tensor):
         kwargs["position_bias"] = kwargs["position_bias"].float()
     groups = getattr(module, "num_key_value_groups", 1) if _SDPA_GQA else 1
+    q, k, v = query.float(), key.float(), value.float()
     with torch.autocast(query.device.type, enabled=False):
         if groups > 1 and attention_mask is not None and query.shape[2] > 1 \
                 and all(kwargs.get(name) is None or kwargs.get(name) is False for name in _SPECIAL):
             # a training batch's mask with grouped key/value heads: the kernel reads the shared
             # heads (`enable_gqa`) instead of transformers' copies (`repeat_kv`), see above
-            out = F.scaled_dot_product_attention(query.float(), key.float(), value.float(), attn_mask=attention_mask,
-                                                 dropout_p=kwargs.get("dropout", 0.0), scale=kwargs.get("scaling"),
-                                                 enable_gqa=True)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask, dropout_p=kwargs.get("dropout", 0.0),
+                                                 scale=kwargs.get("scaling"), enable_gqa=True)
             return out.transpose(1, 2).contiguous().to(dtype), None
-        out, weights = sdpa_attention_forward(module, query.float(), key.float(), value.float(), attention_mask, **kwargs)
+        out, weights = sdpa_attention_forward(module, q, k, v, attention_mask, **kwargs)
     return out.to(dtype), weights
 
 
@@ -180,6 +181,7 @@ _SETTLED_TRIM, _SETTLED_MMAP, _GLIBC_MMAP_MAX = 64 << 20, 32 << 20, 65536
 _depth = 0  # nested runs: only the outermost one sets and restores
 
 
+@functools.cache
 def _glibc() -> Any:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
