@@ -1,0 +1,143 @@
+"""museforge.sampling: the same draws as torch.multinomial and transformers' do_sample, token for token."""
+
+import pytest
+import torch
+from tinymodels import tiny_model, tiny_tokenizer
+from transformers.generation.logits_process import TopKLogitsWarper
+
+import museforge.sampling as sampling
+from museforge.generation import Generator
+
+
+def _distributions(seed: int, batch: int, vocab: int = 4000) -> list[torch.Tensor]:
+    """Probabilities as sampling makes them: after top-k, after nothing (every word possible), peaked."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(batch, vocab, generator=g) * 3
+    topk = torch.softmax(TopKLogitsWarper(50)(None, logits), -1)
+    peaked = torch.softmax(logits * 8, -1)  # some probabilities underflow to 0
+    return [topk, torch.softmax(logits, -1), peaked]
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_draws_equal_torch_multinomial_and_leave_the_same_generator_state(batch):
+    assert sampling.exact_draws()  # this torch: the fast draw is in use
+    for seed in range(4):
+        for probs in _distributions(seed, batch):
+            torch.manual_seed(100 + seed)
+            want = torch.multinomial(probs, 1).squeeze(1)
+            after = torch.get_rng_state()
+            torch.manual_seed(100 + seed)
+            got = sampling.multinomial(probs)
+            assert torch.equal(got, want)
+            assert torch.equal(torch.get_rng_state(), after)
+
+
+def test_a_zero_random_number_is_left_to_torch(monkeypatch):
+    """q = 0 (a 53-bit zero) makes torch pick by its nan rule: the draw goes back to torch from the same state."""
+    probs = _distributions(0, 2)[0]
+    real = torch.Tensor.random_
+    calls = []
+
+    def random_with_a_zero(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
+        if self.dtype == torch.int64:
+            calls.append(1)
+            out.view(-1)[7] = 1 << 60  # high bits only: its low 53 bits are zero
+        return out
+
+    torch.manual_seed(5)
+    want = torch.multinomial(probs, 1).squeeze(1)
+    after = torch.get_rng_state()
+    monkeypatch.setattr(torch.Tensor, "random_", random_with_a_zero)
+    torch.manual_seed(5)
+    got = sampling.multinomial(probs)
+    assert calls and torch.equal(got, want) and torch.equal(torch.get_rng_state(), after)
+
+
+@pytest.mark.parametrize("bad", ["nan", "negative", "all zero"])
+def test_invalid_probabilities_raise_torch_own_error(bad):
+    probs = _distributions(1, 2)[0].clone()
+    probs[1] = {"nan": float("nan"), "negative": -0.1, "all zero": 0.0}[bad]
+    with pytest.raises(RuntimeError) as theirs:
+        torch.multinomial(probs, 1)
+    with pytest.raises(RuntimeError) as ours:
+        sampling.multinomial(probs)
+    assert str(ours.value) == str(theirs.value)
+
+
+@pytest.fixture(scope="module")
+def model_and_tok():
+    tok = tiny_tokenizer()
+    return tiny_model(tok), tok
+
+
+@pytest.mark.parametrize("settings", [dict(temperature=0.8, top_k=50, top_p=0.95), dict(temperature=1.3, top_k=0, top_p=0.9),
+                                      dict(temperature=0.7, top_k=5, top_p=1.0), dict(temperature=1.0, top_k=None, top_p=None)])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_generate_with_the_sampler_equals_do_sample(model_and_tok, settings, batch):
+    model, tok = model_and_tok
+    ids = torch.tensor([tok("rain on the")["input_ids"]] * batch)
+    common = dict(attention_mask=torch.ones_like(ids), max_new_tokens=30, min_new_tokens=30, pad_token_id=tok.pad_token_id,
+                  repetition_penalty=1.15)
+    hf = dict(do_sample=True, **settings)
+    torch.manual_seed(11)
+    want = model.generate(ids, **common, **hf)
+    sampler = sampling.sampler_for(hf, model)
+    assert sampler is not None
+    torch.manual_seed(11)
+    got = model.generate(ids, **common, do_sample=False, temperature=None, top_k=None, top_p=None,
+                         logits_processor=[sampler])
+    assert torch.equal(got, want)
+
+
+def test_sampler_only_where_it_draws_what_transformers_would(model_and_tok):
+    model, _ = model_and_tok
+    plain = dict(do_sample=True, temperature=0.8, top_k=50, top_p=0.95)
+    assert sampling.sampler_for(plain, model) is not None
+    assert sampling.sampler_for({**plain, "do_sample": False}, model) is None  # greedy
+    assert sampling.sampler_for({**plain, "num_beams": 2}, model) is None
+    assert sampling.sampler_for({**plain, "min_p": 0.1}, model) is None  # a warper it does not apply
+    assert sampling.sampler_for({**plain, "output_scores": True}, model) is None  # scores would be its one-hot
+    assert sampling.sampler_for({**plain, "renormalize_logits": True}, model) is None  # runs after the warpers
+    # settings the call leaves out come from the model's generation config, as in transformers
+    model.generation_config.min_p = 0.2
+    try:
+        assert sampling.sampler_for(plain, model) is None
+    finally:
+        model.generation_config.min_p = None
+    model.generation_config.top_k = 7
+    try:
+        sampler = sampling.sampler_for({"do_sample": True, "temperature": 0.9}, model)
+        assert [type(w).__name__ for w in sampler.warpers] == ["TemperatureLogitsWarper", "TopKLogitsWarper"]
+        assert sampler.warpers[1].top_k == 7
+    finally:
+        model.generation_config.top_k = None
+
+
+def test_generator_output_is_the_same_with_and_without_it(model_and_tok, monkeypatch):
+    model, tok = model_and_tok
+    gen = Generator("lyrics", model, tok)
+    calls = []
+    real = sampling.multinomial
+
+    def counted(probs):
+        calls.append(probs.shape[0])
+        return real(probs)
+
+    monkeypatch.setattr(sampling, "multinomial", counted)
+    ids = tok("night")["input_ids"]
+    for n in (1, 4):
+        settings = gen.settings(max_new_tokens=25, seed=3)[0]  # the defaults: temperature, top-k, top-p, repetition penalty
+        gen.exact_sampler = False
+        want = gen.complete_ids(ids, settings, n=n)
+        assert not calls
+        gen.exact_sampler = True
+        assert gen.complete_ids(ids, settings, n=n) == want
+        assert calls and calls[-1] == n
+        calls.clear()
+    # candidate lines (the constrained songs): the same lines and the same fluency scores
+    lines = gen.sample_lines("the rain\n", 4, seed=2)
+    assert calls
+    gen.exact_sampler = False
+    plain = gen.sample_lines("the rain\n", 4, seed=2)
+    assert lines == plain and [line.logprob for line in lines] == [line.logprob for line in plain]
