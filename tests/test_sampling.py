@@ -19,17 +19,56 @@ def _distributions(seed: int, batch: int, vocab: int = 4000) -> list[torch.Tenso
 
 
 @pytest.mark.parametrize("batch", [1, 5])
-def test_draws_equal_torch_multinomial_and_leave_the_same_generator_state(batch):
+def test_draws_equal_torch_multinomial_and_leave_the_same_generator_state(batch, monkeypatch):
     assert sampling.exact_draws()  # this torch: the fast draw is in use
+    real = torch.multinomial
     for seed in range(4):
-        for probs in _distributions(seed, batch):
+        tiny = torch.zeros(batch, 64)
+        tiny[:, 40] = 1e-45  # p / q rounds to 0 for most q: then torch's argmax picks word 0, of p = 0
+        for kind, probs in zip(("top-k", "every word", "peaked", "tiny"), [*_distributions(seed, batch), tiny], strict=True):
             torch.manual_seed(100 + seed)
-            want = torch.multinomial(probs, 1).squeeze(1)
+            want = real(probs, 1).squeeze(1)
             after = torch.get_rng_state()
             torch.manual_seed(100 + seed)
+            used = []
+            monkeypatch.setattr(torch, "multinomial", lambda *a, **k: used.append(1) or real(*a, **k))
             got = sampling.multinomial(probs)
-            assert torch.equal(got, want)
-            assert torch.equal(torch.get_rng_state(), after)
+            monkeypatch.setattr(torch, "multinomial", real)
+            assert torch.equal(got, want), kind
+            assert torch.equal(torch.get_rng_state(), after), kind
+            # after top-k (50 of 4,000 words) the draw is museforge's own; with every word possible
+            # (a Python log1p each would cost more than torch's draw) it is torch's
+            assert {"top-k": not used, "every word": used}.get(kind, True), kind
+
+
+def test_probabilities_too_small_for_any_ratio_follow_torch():
+    """p = 1e-45: p / q rounds to 0 unless q < ~1.4, and torch's argmax then picks word 0 (p = 0)."""
+    tiny = torch.zeros(1, 64)
+    tiny[0, 40] = 1e-45
+    picks = set()
+    for seed in range(60):
+        torch.manual_seed(seed)
+        want = torch.multinomial(tiny, 1).squeeze(1)
+        torch.manual_seed(seed)
+        assert torch.equal(sampling.multinomial(tiny), want)
+        picks.add(int(want))
+    assert picks == {0, 40}
+
+
+def test_the_self_check_uses_generators_of_its_own():
+    torch.manual_seed(3)
+    before = torch.get_rng_state()
+    assert sampling.exact_draws.__wrapped__()
+    assert torch.equal(torch.get_rng_state(), before)  # a generation in another thread keeps its draws
+
+
+def test_draws_from_a_given_generator():
+    probs = _distributions(2, 3)[0]
+    theirs, ours = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    assert torch.equal(sampling.multinomial(probs, ours), torch.multinomial(probs, 1, generator=theirs).squeeze(1))
+    assert torch.equal(ours.get_state(), theirs.get_state()) and torch.equal(torch.get_rng_state(), before)
 
 
 def test_a_zero_random_number_is_left_to_torch(monkeypatch):
@@ -72,7 +111,8 @@ def model_and_tok():
 
 
 @pytest.mark.parametrize("settings", [dict(temperature=0.8, top_k=50, top_p=0.95), dict(temperature=1.3, top_k=0, top_p=0.9),
-                                      dict(temperature=0.7, top_k=5, top_p=1.0), dict(temperature=1.0, top_k=None, top_p=None)])
+                                      dict(temperature=0.7, top_k=5, top_p=1.0), dict(temperature=1.0, top_k=None, top_p=None),
+                                      dict(temperature=0.9)])  # top_k and top_p from transformers' defaults
 @pytest.mark.parametrize("batch", [1, 3])
 def test_generate_with_the_sampler_equals_do_sample(model_and_tok, settings, batch):
     model, tok = model_and_tok
@@ -99,12 +139,17 @@ def test_sampler_only_where_it_draws_what_transformers_would(model_and_tok):
     assert sampling.sampler_for({**plain, "min_p": 0.1}, model) is None  # a warper it does not apply
     assert sampling.sampler_for({**plain, "output_scores": True}, model) is None  # scores would be its one-hot
     assert sampling.sampler_for({**plain, "renormalize_logits": True}, model) is None  # runs after the warpers
+    assert sampling.sampler_for({**plain, "num_return_sequences": 2}, model) is None  # greedy refuses it
+    for speculative in (dict(prompt_lookup_num_tokens=3), dict(assistant_model=model)):  # other draws
+        assert sampling.sampler_for({**plain, **speculative}, model) is None
     # settings the call leaves out come from the model's generation config, as in transformers
     model.generation_config.min_p = 0.2
     try:
         assert sampling.sampler_for(plain, model) is None
     finally:
         model.generation_config.min_p = None
+    # and then transformers' global defaults: top_k=50 when neither the call nor the model sets it
+    assert [type(w).__name__ for w in sampling.sampler_for({"do_sample": True}, model).warpers] == ["TopKLogitsWarper"]
     model.generation_config.top_k = 7
     try:
         sampler = sampling.sampler_for({"do_sample": True, "temperature": 0.9}, model)

@@ -36,63 +36,65 @@ from typing import Any
 import torch
 
 _LOW53 = (1 << 53) - 1
+_SHARE = 32  # the fast draw when at most 1/32 of the words can win; beyond that a Python log1p per word costs more
 
 
-def _exponentials(bits: torch.Tensor) -> torch.Tensor:
-    """torch's CPU Exp(1) numbers (float32) from the generator's 64-bit numbers (their low 53 bits)."""
-    return torch.tensor([-math.log1p(-(b * 2.0**-53)) for b in (bits & _LOW53).tolist()], dtype=torch.float64).float()
+def _exponentials(low53: torch.Tensor) -> torch.Tensor:
+    """torch's CPU Exp(1) numbers (float32) from the low 53 bits of the generator's 64-bit numbers."""
+    return torch.tensor([-math.log1p(-(b * 2.0**-53)) for b in low53.tolist()], dtype=torch.float64).float()
 
 
-def multinomial(probs: torch.Tensor) -> torch.Tensor:
-    """`torch.multinomial(probs, 1).squeeze(1)` for [batch, vocab] float32 CPU probabilities: the
-    same token and the same generator state afterwards (the default generator, as transformers)."""
-    if probs.dim() != 2 or probs.dtype != torch.float32 or not probs.is_contiguous() or probs.device.type != "cpu":
-        return torch.multinomial(probs, num_samples=1).squeeze(1)
-    state = torch.get_rng_state()
-    numbers = torch.empty(probs.shape, dtype=torch.int64).random_()  # the numbers exponential_ would take
-    low, high = torch.aminmax(probs)
-    rows, cols = (probs > 0).nonzero(as_tuple=True)
+def multinomial(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """`torch.multinomial(probs, 1, generator=generator).squeeze(1)` for [batch, vocab] float32 CPU
+    probabilities: the same token, and the generator (torch's default one if None) left in the same state."""
+    rows = cols = None
+    if probs.dim() == 2 and probs.dtype == torch.float32 and probs.is_contiguous() and probs.device.type == "cpu":
+        low, high = torch.aminmax(probs)
+        if bool(low >= 0) and bool(high < math.inf):  # otherwise torch's own error below
+            rows, cols = (probs > 0).nonzero(as_tuple=True)
+    if rows is None or not 0 < rows.numel() <= probs.numel() // _SHARE:
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    source = generator if generator is not None else torch.default_generator
+    state = source.get_state()
+    low53 = torch.empty(probs.shape, dtype=torch.int64).random_(generator=source).bitwise_and_(_LOW53)
     counts = torch.bincount(rows, minlength=probs.shape[0])
-    if (not (bool(low >= 0) and bool(high < math.inf)) or bool((counts == 0).any())
-            or int(numbers.bitwise_and_(_LOW53).min()) == 0):
-        torch.set_rng_state(state)  # torch's own way: its error, or its pick where some q is 0
-        return torch.multinomial(probs, num_samples=1).squeeze(1)
-    ratio = probs[rows, cols] / _exponentials(numbers[rows, cols])
-    return cols[_first_max_per_row(rows, counts, ratio)]
+    best, at = _first_max_per_row(rows, counts, probs[rows, cols] / _exponentials(low53[rows, cols]))
+    # torch's own pick where it differs: a row with no word of p > 0 (its error), a 53-bit zero
+    # anywhere (q = 0: 0/0 = nan wins torch's argmax), or all p / q of a row rounding to 0
+    if bool((counts == 0).any()) or int(low53.min()) == 0 or not bool((best > 0).all()):
+        source.set_state(state)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    return cols[at]
 
 
-def _first_max_per_row(rows: torch.Tensor, counts: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """Index into `values` (grouped by row, rows ascending) of each row's first maximum."""
+def _first_max_per_row(rows: torch.Tensor, counts: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's largest value and the index into `values` (grouped by row, rows ascending) of its first occurrence."""
     starts = counts.cumsum(0) - counts
-    at = torch.arange(rows.numel()) - starts[rows]
     grid = torch.full((counts.numel(), int(counts.max())), -math.inf, dtype=values.dtype)
-    grid[rows, at] = values
-    return starts + grid.argmax(1)
+    grid[rows, torch.arange(rows.numel()) - starts[rows]] = values
+    best, at = grid.max(1)
+    return best, starts + at
 
 
 @functools.cache
 def exact_draws() -> bool:
     """Whether this torch's CPU `exponential_` and `multinomial` are the arithmetic `multinomial`
-    above reproduces (checked once: 4,096 numbers, and 64 draws on random distributions)."""
+    above reproduces (checked once, on generators of its own: 4,096 numbers, and 64 draws)."""
     g = torch.Generator().manual_seed(1234)
     want = torch.empty(4096).exponential_(generator=g)
     after = g.get_state()
     g = torch.Generator().manual_seed(1234)
-    bits = torch.empty(4096, dtype=torch.int64).random_(generator=g)
-    if not (torch.equal(_exponentials(bits), want) and torch.equal(g.get_state(), after)):
+    low53 = torch.empty(4096, dtype=torch.int64).random_(generator=g).bitwise_and_(_LOW53)
+    if not (torch.equal(_exponentials(low53), want) and torch.equal(g.get_state(), after)):
         return False
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(99)
-        probs = torch.rand(8, 300).pow_(8)  # peaked, with exact zeros below
-        probs[probs < 0.01] = 0
-        probs[:, 0] += 0.5
-        probs = probs / probs.sum(1, keepdim=True)
-        torch.manual_seed(7)
-        want = torch.cat([torch.multinomial(probs, 1).squeeze(1) for _ in range(8)])
-        after = torch.get_rng_state()
-        torch.manual_seed(7)
-        got = torch.cat([multinomial(probs) for _ in range(8)])
-        return torch.equal(got, want) and torch.equal(torch.get_rng_state(), after)
+    probs = torch.rand(8, 3000, generator=torch.Generator().manual_seed(99)).pow_(8)  # peaked, ~2% above 0
+    probs[probs < 0.85] = 0
+    probs[:, 0] += 0.5
+    probs = probs / probs.sum(1, keepdim=True)
+    theirs, ours = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    want = torch.cat([torch.multinomial(probs, 1, generator=theirs).squeeze(1) for _ in range(8)])
+    got = torch.cat([multinomial(probs, ours) for _ in range(8)])
+    return torch.equal(got, want) and torch.equal(ours.get_state(), theirs.get_state())
 
 
 class ExactSampler:
@@ -125,17 +127,30 @@ class ExactSampler:
         return out
 
 
+# generate keywords under which transformers does not draw one token a step with multinomial
+_OTHER_DECODING = ("prompt_lookup_num_tokens", "assistant_model", "assistant_early_exit", "dola_layers", "use_mtp")
+
+
 def sampler_for(hf: dict[str, Any], model: Any) -> ExactSampler | None:
     """An ExactSampler for `model.generate(**hf)`, where it draws what transformers would: sampling
-    on a CPU, one beam, no warpers but temperature, top-k and top-p, nothing applied after them,
-    no processed scores asked for, and this torch's draws checked (`exact_draws`). Settings not in
-    `hf` come from the model's generation config, as in transformers."""
+    on a CPU, one beam and one sequence per row, no assisted or prompt-lookup decoding, no warpers but
+    temperature, top-k and top-p, nothing applied after them, no processed scores asked for, and this
+    torch's draws checked (`exact_draws`). A setting missing from `hf` is resolved as transformers
+    does: the model's generation config, then transformers' global defaults (top_k=50)."""
+    from transformers import GenerationConfig
+
     config = getattr(model, "generation_config", None)
+    defaults = getattr(GenerationConfig, "_get_default_generation_params", dict)()
 
     def value(name: str) -> Any:
-        return hf[name] if name in hf else getattr(config, name, None)
+        if name in hf:
+            return hf[name]
+        own = getattr(config, name, None)
+        return own if own is not None else defaults.get(name)
 
-    if not value("do_sample") or (value("num_beams") or 1) > 1 or hf.get("output_scores"):
+    if not value("do_sample") or (value("num_beams") or 1) > 1 or (value("num_return_sequences") or 1) > 1:
+        return None
+    if value("output_scores") or any(value(name) for name in _OTHER_DECODING):
         return None
     if next(model.parameters()).device.type != "cpu":
         return None
