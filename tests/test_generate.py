@@ -217,3 +217,14 @@ def test_packing_leaves_fp32_models_alone():
     model = tiny_model(tiny_tokenizer())
     assert not pack_linears(model)
     assert any(isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D" for m in model.modules())
+
+
+def test_generating_does_not_import_the_training_data_stack():
+    """`datasets` (with pandas, ~0.5 s) loads where documents are read, not on the way to a first token."""
+    import subprocess
+    import sys
+
+    code = ("import sys, museforge, museforge.generation, museforge.tasks, museforge.cli; "
+            "print(sorted(m for m in ('datasets', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
