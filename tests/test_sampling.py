@@ -31,7 +31,7 @@ def test_draws_equal_torch_multinomial_and_leave_the_same_generator_state(batch,
             after = torch.get_rng_state()
             torch.manual_seed(100 + seed)
             used = []
-            monkeypatch.setattr(torch, "multinomial", lambda *a, **k: used.append(1) or real(*a, **k))
+            monkeypatch.setattr(torch, "multinomial", lambda *a, used=used, **k: used.append(1) or real(*a, **k))
             got = sampling.multinomial(probs)
             monkeypatch.setattr(torch, "multinomial", real)
             assert torch.equal(got, want), kind

@@ -246,13 +246,6 @@ class Generator:
                 and not hf.get("logits_processor") and not hf.get("num_beams", 1) > 1
                 and all(getattr(stop, "lookup_safe", False) for stop in stops))
 
-    def _sampler(self, hf: dict[str, Any]) -> Any:
-        if not self.exact_sampler:
-            return None
-        from museforge.sampling import sampler_for
-
-        return sampler_for(hf, self.model)
-
     def complete_ids(self, input_ids: list[int], settings: GenerationConfig, n: int | None = None,
                      seed_offset: int = 0, logprobs: list[float] | None = None, **hf: Any) -> list[list[int]]:
         """Sample `n` continuations of one token sequence; returns the new token ids of each.
@@ -278,7 +271,9 @@ class Generator:
             kwargs.update(output_logits=True, return_dict_in_generate=True)
         elif n == 1 and "prompt_lookup_num_tokens" not in hf and self.exact_lookup(kwargs):
             kwargs["prompt_lookup_num_tokens"] = LOOKUP_TOKENS
-        sampler = self._sampler(kwargs)
+        from museforge.sampling import sampler_for
+
+        sampler = sampler_for(kwargs, self.model) if self.exact_sampler else None
         if sampler is not None:  # generate runs greedily over the sampler's choice
             from transformers import LogitsProcessorList
 
