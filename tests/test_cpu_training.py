@@ -12,7 +12,6 @@ import museforge.cpu_training as cpu
 from museforge.cpu_training import (
     FastDropout,
     faster_in_fp32,
-    keep_freed_memory,
     use_fast_dropout,
     use_fp32_attention,
 )
@@ -237,89 +236,3 @@ def test_use_fast_dropout_converts_the_models_dropout_layers():
     assert before and use_fast_dropout(model) == before
     assert all(type(m) is not torch.nn.Dropout for m in model.modules())
     assert any(isinstance(m, FastDropout) and m.p == 0.1 for m in model.modules())
-
-
-# ---- freed memory -------------------------------------------------------------------------------
-_FILLS = """
-import json, resource, torch
-from museforge.cpu_training import keep_freed_memory
-
-def fills(n):  # minor page faults of each of n fills of a fresh 64 MB tensor, freed after each
-    faults = []
-    for _ in range(n):
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        torch.empty(16 << 20).fill_(1.0)  # 64 MB: over glibc's largest mmap threshold (32 MB)
-        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-    return faults
-
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
-
-plain, before = fills(3), rss()
-with keep_freed_memory() as applied:
-    kept = fills(20)  # the heap grows by a few blocks at first (glibc's aligned allocations), then reuses them
-    with keep_freed_memory():  # a nested run must not end the outer one's setting
-        pass
-    kept += fills(4)
-    inside = rss()
-print(json.dumps({"applied": applied, "plain": plain, "kept": kept, "before": before, "inside": inside, "after": rss()}))
-"""
-
-
-def _huge_pages_always() -> bool:
-    try:
-        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
-            return "[always]" in f.read()
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(cpu._glibc() is None, reason="glibc's malloc only")
-@pytest.mark.skipif(_huge_pages_always(), reason="big blocks map in 2 MB pages here: few faults to save")
-def test_keep_freed_memory_reuses_big_blocks_without_page_faults_and_gives_them_back_after():
-    """In a fresh process (this one's heap depends on the tests before): each 64 MB fill faults
-    on all its 16,384 pages outside, none inside once the heap has grown; memory goes back after."""
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-c", _FILLS], capture_output=True, text=True, check=True).stdout
-    r = json.loads(out.strip().splitlines()[-1])
-    assert r["applied"] and min(r["plain"]) > 8000
-    assert sum(r["kept"][-6:]) < 1000, r["kept"]
-    grown = r["inside"] - r["before"]
-    assert r["after"] < r["before"] + max(64, 0.5 * grown)  # trimmed on the way out
-
-
-def test_keep_freed_memory_leaves_other_threads_alone():
-    import threading
-
-    seen = []
-
-    def worker():
-        with keep_freed_memory() as applied:
-            seen.append(applied)
-
-    thread = threading.Thread(target=worker)
-    thread.start()
-    thread.join()
-    assert seen == [False]
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine the loop does not use it")
-def test_training_keeps_freed_memory_for_the_run_only(tmp_path, monkeypatch):
-    import contextlib
-
-    events = []
-
-    @contextlib.contextmanager
-    def recording():
-        events.append("in")
-        yield True
-        events.append("out")
-
-    seen = []
-    monkeypatch.setattr("museforge.training.keep_freed_memory", recording)
-    run(tmp_path, "keep", "model.lora=false", "train.max_steps=2", callback=lambda e: seen.append(list(events)))
-    assert seen and all(s == ["in"] for s in seen)  # every progress event came from inside
-    assert events == ["in", "out"]

@@ -1,10 +1,11 @@
-"""Three CPU fast paths of the training loop, each measured here and each keeping the run's settings.
+"""Two CPU fast paths of the training loop, each measured here and each keeping the run's settings.
 
-    from museforge.cpu_training import faster_in_fp32, keep_freed_memory, use_fp32_attention, use_fast_dropout
-    with keep_freed_memory():                                                # the training loop does all three
-        if faster_in_fp32(model, batch=8, block=128, dtype=torch.bfloat16):  # measured once, at the run's shape
-            use_fp32_attention(model)
-        use_fast_dropout(model)
+    from museforge.cpu_training import faster_in_fp32, use_fp32_attention, use_fast_dropout
+    if faster_in_fp32(model, batch=8, block=128, dtype=torch.bfloat16):  # measured once, at the run's shape
+        use_fp32_attention(model)
+    use_fast_dropout(model)                                              # the training loop does both
+
+(The third, freed memory kept between steps, is museforge.memory.)
 
 **Attention precision.** Under bf16 autocast, transformers' attention runs torch's CPU flash
 kernel in bf16. Without AMX (avx512_bf16 only, as on this project's machine) that kernel's
@@ -26,32 +27,11 @@ LoRA input of 8 x 128 x 576, 60 of them per SmolLM2 step. `FastDropout` takes 16
 element from 64-bit draws, a quarter as many calls to the generator: 2.4 ms. The rate is p
 rounded to 1/32768 (0.05 -> 0.049988), the kept values scaled to keep the expectation, and the
 draws come from torch's generator, so seeds and resumed runs stay exact.
-
-**Freed memory kept for the next step.** glibc's malloc serves every block over 32 MB (a full
-fine-tune's embedding and head gradients, the head's bf16 copy: 56-113 MB each) with a fresh
-`mmap` and gives it back to the system when it is freed, so the next step's first write to each
-4 KB page faults again: 37,000-120,000 page faults a step at full 8 x 128. `keep_freed_memory`
-sets glibc's `M_MMAP_MAX` to 0 (every block from the heap) and raises `M_TRIM_THRESHOLD` (freed
-memory stays in the process) for a run on the main thread; no faults after the first steps.
-Afterwards it trims and sets the thresholds where glibc's own adjustment settles after big
-blocks (mmap 32 MB, trim 64 MB): setting any of them by hand turns that adjustment off for good,
-and glibc's starting values would leave every later block of 128 KB-32 MB mapped afresh. The heap
-may grow before freed blocks are reused (torch's 64-byte-aligned requests do not fit a freed
-block of the same size until neighbours coalesce: up to 8 extra blocks in a loop that frees and
-refills one 64 MB tensor); in training the peak grew little (full 8 x 128: 4.51-4.60 GB with
-it, 4.50-4.54 GB without). Elsewhere than glibc it does nothing.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
-import functools
-import platform
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -172,48 +152,3 @@ def use_fast_dropout(model: nn.Module) -> int:
             module.__class__ = FastDropout  # same fields, same state: only forward changes
             count += 1
     return count
-
-
-# glibc's mallopt parameters (malloc.h), and where its own adjustment of the first two ends up
-# after big blocks are freed (setting any of them by hand turns that adjustment off for good)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
-_SETTLED_TRIM, _SETTLED_MMAP, _GLIBC_MMAP_MAX = 64 << 20, 32 << 20, 65536
-_depth = 0  # nested runs: only the outermost one sets and restores
-
-
-@functools.cache
-def _glibc() -> Any:
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    except OSError:
-        return None
-    libc.mallopt.argtypes, libc.malloc_trim.argtypes = [ctypes.c_int, ctypes.c_int], [ctypes.c_size_t]
-    return libc
-
-
-@contextlib.contextmanager
-def keep_freed_memory() -> Iterator[bool]:
-    """Inside, memory freed by one training step is kept for the next instead of being returned
-    to the system and faulted back in page by page; yields whether it applies: glibc only, and
-    the main thread only (a thread's own malloc arena cannot hold blocks over 64 MB, so there it
-    would change other threads' allocations and save nothing)."""
-    global _depth
-    libc = _glibc()
-    if libc is None or threading.current_thread() is not threading.main_thread():
-        yield False
-        return
-    if _depth == 0:
-        libc.mallopt(_M_MMAP_MAX, 0)
-        libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
-    _depth += 1
-    try:
-        yield True
-    finally:
-        _depth -= 1
-        if _depth == 0:
-            libc.mallopt(_M_MMAP_MAX, _GLIBC_MMAP_MAX)
-            libc.mallopt(_M_MMAP_THRESHOLD, _SETTLED_MMAP)
-            libc.mallopt(_M_TRIM_THRESHOLD, _SETTLED_TRIM)
-            libc.malloc_trim(0)

@@ -271,8 +271,11 @@ class Generator:
             kwargs.update(output_logits=True, return_dict_in_generate=True)
         elif n == 1 and "prompt_lookup_num_tokens" not in hf and self.exact_lookup(kwargs):
             kwargs["prompt_lookup_num_tokens"] = LOOKUP_TOKENS
+        from museforge import memory
         from museforge.sampling import sampler_for
 
+        if self.device.type == "cpu":
+            memory.settle_malloc()  # each token's few-MB tensors reused, not faulted in afresh
         sampler = sampler_for(kwargs, self.model) if self.exact_sampler else None
         if sampler is not None:  # generate runs greedily over the sampler's choice
             from transformers import LogitsProcessorList

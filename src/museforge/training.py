@@ -33,11 +33,11 @@ from museforge.config import Config, load_config
 from museforge.cpu_training import (
     applies,
     faster_in_fp32,
-    keep_freed_memory,
     use_fast_dropout,
     use_fp32_attention,
 )
 from museforge.data import file_hashes, pack
+from museforge.memory import keep_freed_memory
 from museforge.models import resolve
 from museforge.tasks import get_task
 
@@ -302,7 +302,7 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, model
     Raises RunDirError when the run dir is not writable or its disk is too full.
     """
     attn = getattr(getattr(model, "config", None), "_attn_implementation", None)
-    # on CPU, a step's big freed blocks stay in the process for the next (museforge.cpu_training)
+    # on CPU, a step's big freed blocks stay in the process for the next (museforge.memory)
     keep = keep_freed_memory() if not torch.cuda.is_available() else contextlib.nullcontext()
     try:
         with keep, _CtrlC() as ctrl_c:
