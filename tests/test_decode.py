@@ -246,8 +246,8 @@ def test_beam_search_reorders_the_cache_and_stays_identical(tok):
 
 @pytest.mark.slow
 def test_the_default_model_decodes_the_same_tokens_through_the_lean_forward():
-    """The real SmolLM2-135M: greedy (with prompt lookup, and without) and sampled, against the
-    untouched model. "rain on a city night" once changed token 26 with lookup, before chunks
+    """The real SmolLM2-135M: greedy (with prompt lookup, and without) and sampled (with museforge's
+    draw), against the untouched model and transformers' own sampling. "rain on a city night" once changed token 26 with lookup, before chunks
     computed the down projection's rows one at a time."""
     from museforge.generation import load_generator
 
@@ -274,5 +274,8 @@ def test_the_default_model_decodes_the_same_tokens_through_the_lean_forward():
             a = gen.model.generate(x, prompt_lookup_num_tokens=3, **kw).logits
             b = plain.model.generate(x, **kw).logits
         assert len(a) == len(b) and all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+    # sampled, at batch 1 and 8, against transformers' own draw (museforge.sampling off for `plain`)
+    plain.exact_sampler = False
     sampled = gen.settings(max_new_tokens=48, seed=3, temperature=0.8, top_p=0.95, top_k=50)[0]
-    assert gen.complete_ids(ids, sampled, n=1) == plain.complete_ids(ids, sampled, n=1)
+    for n in (1, 8):
+        assert gen.complete_ids(ids, sampled, n=n) == plain.complete_ids(ids, sampled, n=n)
