@@ -137,3 +137,31 @@ def test_generating_on_a_cpu_settles_the_thresholds(monkeypatch):
     monkeypatch.setattr(memory, "settle_malloc", lambda: calls.append(1) or True)
     gen.generate("rain", seed=1, max_new_tokens=3)
     assert calls
+
+
+def test_malloc_tuned_by_the_user_is_left_alone(monkeypatch):
+    if memory._glibc() is None:
+        assert not memory.settle_malloc()
+        return
+    for name, value in (("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1000000"), ("MALLOC_TRIM_THRESHOLD_", "1000000")):
+        with monkeypatch.context() as m:
+            m.setenv(name, value)
+            calls = []
+            m.setattr(memory, "_settle", lambda libc, calls=calls: calls.append(1))
+            m.setattr(memory, "_settled", False)
+            assert not memory.settle_malloc() and not calls
+    monkeypatch.setattr(memory, "_settled", False)
+    calls = []
+    monkeypatch.setattr(memory, "_settle", lambda libc: calls.append(1))
+    assert memory.settle_malloc() and calls == [1]
+
+
+@pytest.mark.skipif(memory._glibc() is None, reason="glibc's malloc only")
+def test_a_sample_written_during_training_leaves_the_runs_setting(monkeypatch):
+    """Training writes samples through the generator on the main thread, inside the run."""
+    calls = []
+    monkeypatch.setattr(memory, "_settle", lambda libc: calls.append(memory._depth))
+    monkeypatch.setattr(memory, "_settled", False)
+    with keep_freed_memory() as applied:
+        assert applied and memory.settle_malloc() and calls == []
+    assert calls == [0]  # the run's end settles them

@@ -112,9 +112,11 @@ def model_and_tok():
 
 @pytest.mark.parametrize("settings", [dict(temperature=0.8, top_k=50, top_p=0.95), dict(temperature=1.3, top_k=0, top_p=0.9),
                                       dict(temperature=0.7, top_k=5, top_p=1.0), dict(temperature=1.0, top_k=None, top_p=None),
-                                      dict(temperature=0.9)])  # top_k and top_p from transformers' defaults
+                                      dict(temperature=0.9), dict(temperature=0.8, top_k=10, top_p=0.9)])
 @pytest.mark.parametrize("batch", [1, 3])
-def test_generate_with_the_sampler_equals_do_sample(model_and_tok, settings, batch):
+def test_generate_with_the_sampler_equals_do_sample(model_and_tok, settings, batch, monkeypatch):
+    """Also transformers' defaults (top_k=50, top_p=1 when left out). The tiny vocabulary has 400
+    words, so the fast draw serves rows with at most 12 possible words: the top_k 5 and 10 cases."""
     model, tok = model_and_tok
     ids = torch.tensor([tok("rain on the")["input_ids"]] * batch)
     common = dict(attention_mask=torch.ones_like(ids), max_new_tokens=30, min_new_tokens=30, pad_token_id=tok.pad_token_id,
@@ -124,10 +126,24 @@ def test_generate_with_the_sampler_equals_do_sample(model_and_tok, settings, bat
     want = model.generate(ids, **common, **hf)
     sampler = sampling.sampler_for(hf, model)
     assert sampler is not None
+    real, fallbacks = torch.multinomial, []
+    monkeypatch.setattr(torch, "multinomial", lambda *a, **k: fallbacks.append(1) or real(*a, **k))
     torch.manual_seed(11)
     got = model.generate(ids, **common, do_sample=False, temperature=None, top_k=None, top_p=None,
                          logits_processor=[sampler])
     assert torch.equal(got, want)
+    if settings.get("top_k") in (5, 10):
+        assert not fallbacks  # museforge's own draw, every step
+
+
+def test_a_sampler_used_in_inference_mode_can_be_used_outside_it():
+    sampler = sampling.ExactSampler(0.8, 5, None)
+    scores = torch.randn(2, 400)
+    with torch.inference_mode():
+        sampler(None, scores.clone())
+    torch.manual_seed(0)
+    out = sampler(None, scores)
+    assert out.shape == scores.shape and int((out == 0).sum()) == 2
 
 
 def test_sampler_only_where_it_draws_what_transformers_would(model_and_tok):
@@ -171,8 +187,8 @@ def test_generator_output_is_the_same_with_and_without_it(model_and_tok, monkeyp
 
     monkeypatch.setattr(sampling, "multinomial", counted)
     ids = tok("night")["input_ids"]
-    for n in (1, 4):
-        settings = gen.settings(max_new_tokens=25, seed=3)[0]  # the defaults: temperature, top-k, top-p, repetition penalty
+    for n, extra in ((1, {}), (4, {}), (4, {"top_k": 10})):  # the defaults (temperature, top-k 50, top-p,
+        settings = gen.settings(max_new_tokens=25, seed=3, **extra)[0]  # repetition penalty); top-k 10: the fast draw
         gen.exact_sampler = False
         want = gen.complete_ids(ids, settings, n=n)
         assert not calls

@@ -27,7 +27,9 @@ heap is trimmed and faulted back every token: 3,400-3,600 page faults a step at 
 in one process, ~350 in another, 0 in a third (`/tmp/exp/gfaults.py`, `/tmp/exp/gsettle.py`,
 one-off). `settle_malloc` sets the two thresholds to where glibc's adjustment ends up after big
 blocks (32 and 64 MB, as `keep_freed_memory` leaves them): 0 faults a step, 43-45 ms a step
-against 46-50 ms in processes that faulted. Process-wide, from any thread; nothing to undo.
+against 46-50 ms in processes that faulted. Process-wide and once, from any thread (under a lock,
+so a run starting in the main thread keeps its own settings); a process started with malloc
+settings of the user's own (`GLIBC_TUNABLES=glibc.malloc...`, `MALLOC_..._` variables) is left alone.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import functools
+import os
 import platform
 import threading
 from collections.abc import Iterator
@@ -46,6 +49,8 @@ from typing import Any
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
 _SETTLED_TRIM, _SETTLED_MMAP, _GLIBC_MMAP_MAX = 64 << 20, 32 << 20, 65536
 _depth = 0  # nested runs: only the outermost one sets and restores
+_settled = False  # the settled thresholds are set (by settle_malloc or at the end of a run)
+_lock = threading.Lock()  # generations in other threads check and set while a run starts or ends
 
 
 @functools.cache
@@ -71,32 +76,45 @@ def keep_freed_memory() -> Iterator[bool]:
     if libc is None or threading.current_thread() is not threading.main_thread():
         yield False
         return
-    if _depth == 0:
-        libc.mallopt(_M_MMAP_MAX, 0)
-        libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
-    _depth += 1
+    with _lock:
+        if _depth == 0:
+            libc.mallopt(_M_MMAP_MAX, 0)
+            libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+        _depth += 1
     try:
         yield True
     finally:
-        _depth -= 1
-        if _depth == 0:
-            libc.mallopt(_M_MMAP_MAX, _GLIBC_MMAP_MAX)
-            _settle(libc)
-            libc.malloc_trim(0)
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                libc.mallopt(_M_MMAP_MAX, _GLIBC_MMAP_MAX)
+                _settle(libc)
+                libc.malloc_trim(0)
 
 
 def _settle(libc: Any) -> None:
+    global _settled
     libc.mallopt(_M_MMAP_THRESHOLD, _SETTLED_MMAP)
     libc.mallopt(_M_TRIM_THRESHOLD, _SETTLED_TRIM)
+    _settled = True
+
+
+def _tuned_by_user() -> bool:
+    """Whether the process was started with malloc settings of the user's own."""
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    return "glibc.malloc." in tunables or any(name.startswith("MALLOC_") and name.endswith("_") for name in os.environ)
 
 
 def settle_malloc() -> bool:
-    """Set glibc's mmap and trim thresholds where its own adjustment settles (see above), so the
-    few-MB tensors of each decoding step are reused instead of faulted in afresh; returns whether
-    it applies (glibc). Inside a `keep_freed_memory` run it leaves the run's settings alone."""
+    """Set glibc's mmap and trim thresholds where its own adjustment settles (see above), once per
+    process, so the few-MB tensors of each decoding step are reused instead of faulted in afresh;
+    returns whether they are set. Left alone: a process whose malloc the user tuned
+    (`GLIBC_TUNABLES=glibc.malloc...`, `MALLOC_..._` variables), a running `keep_freed_memory`
+    (its own settings stand, and it settles them on exit), and anything but glibc."""
     libc = _glibc()
-    if libc is None:
+    if libc is None or _tuned_by_user():
         return False
-    if _depth == 0:
-        _settle(libc)
+    with _lock:
+        if _depth == 0 and not _settled:
+            _settle(libc)
     return True

@@ -127,8 +127,8 @@ class ExactSampler:
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         for warper in self.warpers:
             scores = warper(input_ids, scores)
-        if self.numbers.shape != scores.shape:
-            self.numbers = torch.empty(scores.shape, dtype=torch.int64)
+        if self.numbers.shape != scores.shape or self.numbers.is_inference() != torch.is_inference_mode_enabled():
+            self.numbers = torch.empty(scores.shape, dtype=torch.int64)  # (an inference tensor only serves inference mode)
         token = multinomial(torch.nn.functional.softmax(scores, dim=-1), numbers=self.numbers)
         out = torch.full_like(scores, -math.inf)
         out[torch.arange(scores.shape[0]), token] = 0.0
