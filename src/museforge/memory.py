@@ -108,7 +108,7 @@ def _tuned_by_user() -> bool:
 def settle_malloc() -> bool:
     """Set glibc's mmap and trim thresholds where its own adjustment settles (see above), once per
     process, so the few-MB tensors of each decoding step are reused instead of faulted in afresh;
-    returns whether they are set. Left alone: a process whose malloc the user tuned
+    returns whether it applies here (glibc, not tuned by the user). Left alone: a process whose malloc the user tuned
     (`GLIBC_TUNABLES=glibc.malloc...`, `MALLOC_..._` variables), a running `keep_freed_memory`
     (its own settings stand, and it settles them on exit), and anything but glibc."""
     libc = _glibc()
