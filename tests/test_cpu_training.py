@@ -9,12 +9,7 @@ from test_train import run
 from tinymodels import tiny_llama, tiny_model, tiny_tokenizer
 
 import museforge.cpu_training as cpu
-from museforge.cpu_training import (
-    FastDropout,
-    faster_in_fp32,
-    use_fast_dropout,
-    use_fp32_attention,
-)
+from museforge.cpu_training import FastDropout, faster_in_fp32, use_fast_dropout, use_fp32_attention
 
 
 # ---- attention ----------------------------------------------------------------------------------

@@ -25,9 +25,11 @@ from typing import Any
 
 import torch
 
+from museforge import memory
 from museforge.config import GenerationConfig
 from museforge.errors import UserError
 from museforge.models import load_model, pick_device
+from museforge.sampling import sampler_for
 from museforge.tasks import Task, get_task
 
 SAMPLING = tuple(f.name for f in dataclasses.fields(GenerationConfig))
@@ -271,9 +273,6 @@ class Generator:
             kwargs.update(output_logits=True, return_dict_in_generate=True)
         elif n == 1 and "prompt_lookup_num_tokens" not in hf and self.exact_lookup(kwargs):
             kwargs["prompt_lookup_num_tokens"] = LOOKUP_TOKENS
-        from museforge import memory
-        from museforge.sampling import sampler_for
-
         if self.device.type == "cpu":
             memory.settle_malloc()  # each token's few-MB tensors reused, not faulted in afresh
         sampler = sampler_for(kwargs, self.model) if self.exact_sampler else None

@@ -3,7 +3,7 @@
     from museforge.memory import keep_freed_memory, settle_malloc
     with keep_freed_memory():   # the training loop on a CPU, around the whole run
         ...
-    settle_malloc()             # generation on a CPU, when a model is loaded
+    settle_malloc()             # before each generation on a CPU (sets them once per process)
 
 **Freed memory kept for the next step.** glibc's malloc serves every block over 32 MB (a full
 fine-tune's embedding and head gradients, the head's bf16 copy: 56-113 MB each) with a fresh
@@ -108,9 +108,9 @@ def _tuned_by_user() -> bool:
 def settle_malloc() -> bool:
     """Set glibc's mmap and trim thresholds where its own adjustment settles (see above), once per
     process, so the few-MB tensors of each decoding step are reused instead of faulted in afresh;
-    returns whether it applies here (glibc, not tuned by the user). Left alone: a process whose malloc the user tuned
-    (`GLIBC_TUNABLES=glibc.malloc...`, `MALLOC_..._` variables), a running `keep_freed_memory`
-    (its own settings stand, and it settles them on exit), and anything but glibc."""
+    returns whether it applies here (glibc, not tuned by the user). Left alone: a process whose
+    malloc the user tuned (`GLIBC_TUNABLES=glibc.malloc...`, `MALLOC_..._` variables), a running
+    `keep_freed_memory` (its own settings stand, and it settles them on exit), and anything but glibc."""
     libc = _glibc()
     if libc is None or _tuned_by_user():
         return False

@@ -11,9 +11,11 @@ can win.
 numbers for the whole vocabulary with `random_` (the same numbers `exponential_` takes, so the
 generator ends in the same state; 6x faster, no logarithm), computes the exponentials of the words
 with p > 0 only, with the C library's `log1p` as torch's kernel does, and divides and picks the
-first maximum as torch does. A 53-bit zero anywhere (q = 0, where torch would pick a word of
-probability 0: about once in 10^15 numbers) and invalid probabilities go to `torch.multinomial`
-itself from the same generator state. The first use checks this arithmetic against torch's own
+first maximum as torch does. Where torch would pick otherwise, `torch.multinomial` itself draws
+from the same generator state: a 53-bit zero anywhere (q = 0, where torch picks a word of
+probability 0: about once in 10^15 numbers), a row whose every p / q rounds to 0, and invalid
+probabilities (torch's own error); so does a draw where more than 1/32 of the words can win (a
+Python log1p each would cost more than torch's draw). The first use checks this arithmetic against torch's own
 `exponential_` and `multinomial` (`exact_draws`); where they differ (another torch), sampling stays
 transformers' own.
 

@@ -30,12 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from museforge.config import Config, load_config
-from museforge.cpu_training import (
-    applies,
-    faster_in_fp32,
-    use_fast_dropout,
-    use_fp32_attention,
-)
+from museforge.cpu_training import applies, faster_in_fp32, use_fast_dropout, use_fp32_attention
 from museforge.data import file_hashes, pack
 from museforge.memory import keep_freed_memory
 from museforge.models import resolve
