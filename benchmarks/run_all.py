@@ -81,13 +81,13 @@ def melody_train_speed(steps: int) -> dict:
             "steps": steps, "tokens_per_step": cfg.train.batch_size * cfg.data.block_size}
 
 
-def generation_lines(g: dict, where: str = "", skip: tuple[str, ...] = ()) -> list[str]:
+def generation_lines(g: dict, where: str = "") -> list[str]:
     """Table rows for a gen_speed.py result: each row against plain generate at the same settings."""
     from gen_speed import check_key
 
     lines = []
     for row in g["rows"]:
-        if row["impl"] in ("plain", *skip):
+        if row["impl"] == "plain":
             continue
         base = next(r for r in g["rows"] if r["impl"] == "plain" and r["batch"] == row["batch"] and r["mode"] == row["mode"])
         same = g["identical_outputs"].get(check_key(row["batch"], row["mode"], row["impl"]))
@@ -116,11 +116,10 @@ def gpu_lines() -> list[str]:
         if path.exists():
             ft = json.loads(path.read_text())
             lines.append(fine_tuning_line(ft, "peak_gpu_mb", f", {ft['device_name']}"))
-    for name, skip in (("gen", ()), ("gen_static", ("museforge",))):  # gen_static repeats museforge's rows
-        path = RESULTS / "gpu" / f"{name}.json"
-        if path.exists():
-            g = json.loads(path.read_text())
-            lines += generation_lines(g, f", {g['device_name']}", skip)
+    path = RESULTS / "gpu" / "gen.json"
+    if path.exists():
+        g = json.loads(path.read_text())
+        lines += generation_lines(g, f", {g['device_name']}")
     return lines
 
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 from tinymodels import tiny_llama, tiny_model, tiny_tokenizer
 
+import museforge.generation as generation
 from museforge.generation import Generator
 
 
@@ -228,3 +229,41 @@ def test_generating_does_not_import_the_training_data_stack():
             "print(sorted(m for m in ('datasets', 'pandas') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_gpu_decodes_with_a_static_cache_where_transformers_can_compile_it(monkeypatch):
+    """On CUDA, generate gets cache_implementation="static" (transformers then compiles the step);
+    not on a CPU, not where the call or the model chose a cache, not with assisted decoding."""
+    tok = tiny_tokenizer()
+    gen = Generator("lyrics", tiny_llama(tok).eval(), tok)
+    seen = []
+    real_generate = gen.model.generate
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("cache_implementation"))
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(gen.model, "generate", spy)
+    settings = gen.settings(seed=1, max_new_tokens=12, temperature=0.0, repetition_penalty=1.0)[0]
+    dynamic = gen.complete("rain on the roof", settings)
+    assert seen == [None] and not gen.static_cache_for({})  # a CPU: no compiling there
+    monkeypatch.setattr(Generator, "device", property(lambda self: torch.device("cuda")))
+    monkeypatch.setattr(generation, "_has_triton", lambda: False)
+    assert not gen.static_cache_for({})  # torch.compile could not build kernels
+    monkeypatch.setattr(generation, "_has_triton", lambda: True)
+    assert gen.static_cache_for({})
+    assert not gen.static_cache_for({"cache_implementation": "dynamic"})
+    assert not gen.static_cache_for({"prompt_lookup_num_tokens": 3})
+    gen.static_cache = False
+    assert not gen.static_cache_for({})  # the switch
+    gen.static_cache = True
+    gen.model.generation_config.cache_implementation = "offloaded"
+    assert not gen.static_cache_for({})
+    gen.model.generation_config.cache_implementation = None
+    monkeypatch.setattr(gen.model, "_can_compile_fullgraph", False)
+    assert not gen.static_cache_for({})
+    monkeypatch.setattr(gen.model, "_can_compile_fullgraph", True)
+    # the keywords it adds run (here on the CPU, uncompiled) and give the same greedy tokens
+    monkeypatch.setattr(Generator, "device", property(lambda self: next(self.model.parameters()).device))
+    monkeypatch.setattr(Generator, "static_cache_for", lambda self, hf: True)
+    assert gen.complete("rain on the roof", settings) == dynamic and seen[-1] == "static"
