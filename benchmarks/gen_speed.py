@@ -78,13 +78,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--quantize", default="", help="also time museforge with quantize=int8 (opt-in, not identical)")
     ap.add_argument("--static", action="store_true",
-                    help="CUDA only: also time plain generate with transformers' static cache (auto torch.compile)")
+                    help="CUDA only: museforge with gen.static_cache=True (opt-in), and plain generate with "
+                         "transformers' static cache (auto torch.compile) as one more row")
     ap.add_argument("--out", default="")
     args = ap.parse_args(argv)
 
     from museforge.generation import Generator, load_generator
 
     gen: Generator = load_generator("lyrics", args.model, dtype=args.dtype)  # packed weights on CPU bf16
+    gen.static_cache = args.static
     qgen = load_generator("lyrics", args.model, quantize=args.quantize) if args.quantize else None
     # the baseline: the same model as transformers loads it, untouched
     model, tok = load_generator("lyrics", args.model, dtype=args.dtype, pack=False).model, gen.tokenizer
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
                                         prompt_lookup_num_tokens=None)
 
             lookup = batch == 1 and gen.exact_lookup({**hf, **gen.hf_extra})
-            impls = [("plain", plain), ("museforge", ours)] + ([("museforge-no-lookup", no_lookup)] if lookup else []) \
+            impls = [("plain", plain), ("museforge-static" if gen.static_cache else "museforge", ours)] + ([("museforge-no-lookup", no_lookup)] if lookup else []) \
                 + ([(f"museforge-{args.quantize}", quantized)] if qgen else []) \
                 + ([("plain-static-compile", static)] if args.static and gen.device.type == "cuda" else [])
             times: dict[str, list[float]] = {name: [] for name, _ in impls}
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
                         if s.first:
                             ttft[name].append(s.first - t0)
             # same seed, same settings: the same tokens, greedy or sampled
-            for name in ("museforge", "museforge-no-lookup", "plain-static-compile"):
+            for name in ("museforge", "museforge-static", "museforge-no-lookup", "plain-static-compile"):
                 if name in outputs:
                     checks[check_key(batch, mode, name)] = all(
                         a[: args.new_tokens] == b[: args.new_tokens]

@@ -7,6 +7,14 @@ Row (a): the model gets the request in words ("... Rhyme scheme AABB. 8-10 sylla
 Structure: verse chorus.") and writes freely. Row (b): the same request through museforge's
 line-by-line constrained decoding. Both are scored against the requested form with the same
 metrics (museforge.text.metrics). Fixed seeds 0..n-1 over a fixed list of topics.
+
+Sense, measured by the model itself: `song_nll` is the mean negative log-likelihood (nats a token)
+of the song's lines after the plain request (the topic alone, no form asked), and `end_nll` that of
+each line's last word (its tokens summed): a rhyme forced where it makes no sense ("I'll be there
+for you collect") costs 8-15 nats there. Lower is more natural; both rows are scored the same way,
+by the model that wrote them (museforge ranks candidate lines by these log-probabilities too, so
+the drop is partly by construction; `dangling_end_rate` counts lines that break off on "the",
+"my", "and"..., the cheap way to a likely last word).
 """
 
 from __future__ import annotations
@@ -21,7 +29,32 @@ from common import save_json
 TOPICS = ["rain on a city night", "leaving home", "a summer by the sea", "the last train", "my grandmother's kitchen",
           "dancing alone", "a broken phone", "the first snow", "running late", "a letter never sent"]
 METRICS = ["rhyme_adherence", "rhyme_adherence_slant", "syllable_dev_mean", "repeated_4gram_rate",
-           "repeated_line_rate", "distinct_2", "section_adherence"]
+           "repeated_line_rate", "distinct_2", "section_adherence", "dangling_end_rate", "song_nll", "end_nll"]
+
+
+def sense(gen, topic: str, text: str) -> dict:
+    """song_nll and end_nll (see above) of a song's lines, section tags left out."""
+    import torch
+
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("[")]
+    if not lines:
+        return {}
+    prefix = gen.task.render(gen.tokenizer, topic)
+    enc = gen.tokenizer(prefix + "\n".join(lines), add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    with torch.inference_mode():
+        logits = gen.model(input_ids=torch.tensor([ids], device=gen.device)).logits[0].float().cpu()
+    nll = [0.0] + (-logits.log_softmax(-1)[:-1].gather(1, torch.tensor(ids[1:])[:, None])[:, 0]).tolist()  # nll[i]: token i
+    start = next(i for i, (a, b) in enumerate(offsets) if b > len(prefix))
+    ends, pos = [], len(prefix)
+    for line in lines:
+        end = pos + len(line.rstrip(" .,;:!?\"'()-"))
+        first = pos + line.rstrip(" .,;:!?\"'()-").rfind(" ") + 1
+        word = [nll[i] for i, (a, b) in enumerate(offsets) if b > first and a < end]
+        if word:
+            ends.append(sum(word))
+        pos += len(line) + 1
+    return {"song_nll": sum(nll[start:]) / (len(ids) - start), "end_nll": sum(ends) / len(ends) if ends else None}
 
 
 def summarize(name: str, rows: list[dict]) -> dict:
@@ -68,11 +101,13 @@ def main(argv: list[str] | None = None) -> dict:
                 text, unmet = out.text, out.metadata["failures"]
             m = text_metrics(text, rhyme=a.rhyme, syllables=a.syllables, sections=a.sections)
             m.update(seconds=time.perf_counter() - t0, unmet=unmet)
+            m.update(sense(gen, topic, text))
             per_row[row].append(m)
             samples.setdefault(row, text)
             partial = {"benchmark": "lyric craft (partial)", "table": [summarize(r, rs) for r, rs in per_row.items()]}
             save_json(partial, a.out, show=False)  # survives an interrupted run
             print(f"{row} {i + 1}/{a.n}: rhyme {m.get('rhyme_adherence')}, syl dev {m.get('syllable_dev_mean')}, "
+                  f"song nll {m.get('song_nll', 0):.2f}, end nll {m.get('end_nll') or 0:.2f}, "
                   f"{m['seconds']:.1f}s", file=sys.stderr, flush=True)
     table = [summarize(r, rows) for r, rows in per_row.items()]
     result = {"benchmark": "lyric craft", "model": a.model, "sections": a.sections, "rhyme": a.rhyme,

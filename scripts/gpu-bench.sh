@@ -7,8 +7,9 @@
 # the hymn corpus. Prepare with `scripts/gpu-prepare.sh`; run as
 #   device run --carry .gpu -- bash scripts/gpu-bench.sh
 # Each part has its own time limit, so one that hangs costs only its own figures.
-# `bash scripts/gpu-bench.sh gen` runs only generation (museforge decodes with a static cache, which
-# transformers compiles: the warm-up round pays the compiles), `train` only fine-tuning at 8 x 128,
+# `bash scripts/gpu-bench.sh gen` runs only generation (with --static: museforge's opt-in static cache,
+# which transformers compiles, and plain generate's; the warm-up round pays the compiles), `train` only
+# fine-tuning at 8 x 256,
 # `large` only fine-tuning at 32 x 512 (where the GPU has work to do); no argument runs gen and train.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"

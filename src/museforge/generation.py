@@ -103,13 +103,16 @@ class Output:
 
 
 class Line(str):
-    """A sampled line that also carries its mean token log-probability (`.logprob`)."""
+    """A sampled line that also carries its mean token log-probability (`.logprob`) and the
+    log-probability of its last word (`.end_logprob`, summed over that word's tokens: a rhyme
+    word forced where it makes no sense scores -8 to -15 there)."""
 
     logprob: float
+    end_logprob: float
 
-    def __new__(cls, text: str, logprob: float) -> Line:
+    def __new__(cls, text: str, logprob: float, end_logprob: float = 0.0) -> Line:
         line = super().__new__(cls, text)
-        line.logprob = logprob
+        line.logprob, line.end_logprob = logprob, end_logprob
         return line
 
 
@@ -139,10 +142,13 @@ class Generator:
         """Prompt lookup for greedy decoding at batch 1 (see exact_lookup); on for lyrics and poems."""
         self.exact_sampler = True
         """Sampling on a CPU through museforge.sampling (the same tokens as transformers' own, faster)."""
-        self.static_cache = True
-        """On a GPU, transformers' static key/value cache, with which it compiles the decoding step
-        (torch.compile, CUDA graphs): the first call of a shape compiles (tens of seconds), later
-        ones decode several times faster at small batches (see static_cache_for)."""
+        self.static_cache = False
+        """Opt-in, on a GPU: transformers' static key/value cache, with which it compiles the
+        decoding step (torch.compile, CUDA graphs): x5.3-6.4 at batch 1 and 8 on an H100 for a
+        fixed prompt (docs/performance.md), other tokens than eager decoding. Off by default:
+        each larger prompt + output length sizes a new cache and compiles again (tens of
+        seconds), which line-by-line composition does on every line, and each new thread (an
+        app request) records its CUDA graphs again. See static_cache_for."""
         self.model = model
         self.tokenizer = tokenizer
         self.source = source or {"model": getattr(model.config, "_name_or_path", "") or "in-memory", "adapter": None}
@@ -253,26 +259,32 @@ class Generator:
                 and all(getattr(stop, "lookup_safe", False) for stop in stops))
 
     def static_cache_for(self, hf: dict[str, Any]) -> bool:
-        """Whether to decode this call with a static cache: on a GPU with Triton (where transformers then
-        compiles the step), for models transformers can compile, unless the call or the model's generation
-        config chose a cache, assisted decoding needs one it can crop, or weights are sharded (ZeRO-3)."""
+        """Whether to decode this call with a static cache (`gen.static_cache`, opt-in): on a GPU with
+        Triton (where transformers then compiles the step), for models transformers can compile (not a
+        quantization it cannot), unless the call or the model's generation config chose a cache, beams
+        reorder it, assisted decoding needs one it can crop, or weights are sharded (ZeRO-3)."""
         config = getattr(self.model, "generation_config", None)
+        quantizer = getattr(self.model, "hf_quantizer", None)
         return (self.static_cache and self.device.type == "cuda" and _has_triton()
                 and getattr(self.model, "_can_compile_fullgraph", False)
+                and (quantizer is None or getattr(quantizer, "is_compileable", False))
                 and hf.get("cache_implementation") is None and getattr(config, "cache_implementation", None) is None
+                and (hf.get("num_beams") or getattr(config, "num_beams", 1) or 1) == 1  # beams reorder the cache
                 and not any(hf.get(k) for k in ("prompt_lookup_num_tokens", "assistant_model", "past_key_values", "cache",
                                                 "synced_gpus"))
                 and not getattr(config, "disable_compile", False))
 
     def complete_ids(self, input_ids: list[int], settings: GenerationConfig, n: int | None = None,
-                     seed_offset: int = 0, logprobs: list[float] | None = None, **hf: Any) -> list[list[int]]:
+                     seed_offset: int = 0, logprobs: list[float] | None = None,
+                     token_logprobs: list[list[float]] | None = None, **hf: Any) -> list[list[int]]:
         """Sample `n` continuations of one token sequence; returns the new token ids of each.
 
         Extra keywords go to transformers' generate (logits_processor, stopping_criteria, streamer).
         Sampling runs under a forked RNG seeded with settings.seed + seed_offset, so the same seed
         gives the same output and the caller's global RNG is untouched. With a `logprobs` list,
         each continuation's mean log-probability under the model (before any steering or
-        penalties) is appended to it: a fluency score for reranking.
+        penalties) is appended to it: a fluency score for reranking; with a `token_logprobs` list
+        (and `logprobs`), each continuation's per-token log-probabilities too.
         """
         n = n or settings.num_return_sequences
         # A prompt is a topic, not a document: one that fills the context is refused, not cut (cutting
@@ -321,6 +333,8 @@ class Generator:
             for r, row in enumerate(results):
                 k = max(1, len(row))
                 logprobs.append(chosen[r, :k].mean().item())
+                if token_logprobs is not None:
+                    token_logprobs.append(chosen[r, :k].tolist())
         return results
 
     def complete(self, prefix: str, settings: GenerationConfig, n: int | None = None, **hf: Any) -> list[str]:
@@ -339,9 +353,33 @@ class Generator:
             settings.temperature = 0.8  # candidates must differ
         ids = self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
         scores: list[float] = []
-        rows = self.complete_ids(ids, settings, n, logprobs=scores, stopping_criteria=stop, logits_processor=processors)
-        return [Line(self.tokenizer.decode(r, skip_special_tokens=True).split("\n", 1)[0], lp)
-                for r, lp in zip(rows, scores, strict=True)]
+        per_token: list[list[float]] = []
+        rows = self.complete_ids(ids, settings, n, logprobs=scores, token_logprobs=per_token,
+                                 stopping_criteria=stop, logits_processor=processors)
+        return [Line(self.tokenizer.decode(r, skip_special_tokens=True).split("\n", 1)[0], lp, self._end_logprob(r, tl))
+                for r, lp, tl in zip(rows, scores, per_token, strict=True)]
+
+    def _end_logprob(self, row: list[int], logprobs: list[float]) -> float:
+        """The summed log-probability of the tokens that spell the last word of a sampled line
+        (before its first newline and any trailing punctuation); 0.0 for a line without one.
+        Found on the decoded text, so any tokenizer works (byte-level BPE, SentencePiece)."""
+        def decode(ids: list[int]) -> str:
+            return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+        line = decode(row).split("\n", 1)[0]
+        end = len(line.rstrip(_TRAILING))
+        start = line.rfind(" ", 0, end) + 1
+        if end <= start:
+            return 0.0
+        total, before = 0.0, 0
+        for i in range(len(row)):  # token i spells characters [before, after) of the decoded text
+            after = len(decode(row[: i + 1]))
+            if after > start and before < end:
+                total += logprobs[i]
+            if after >= end:
+                break
+            before = after
+        return total
 
     def stream_text(self, prefix: str, settings: GenerationConfig, **hf: Any) -> Iterator[str]:
         """Stream one continuation of `prefix` as decoded text chunks.
@@ -393,11 +431,16 @@ class Generator:
 
 
 def _has_triton() -> bool:
-    """Whether torch.compile can build GPU kernels here (it needs Triton; without it, generate would fail)."""
-    import importlib.util
+    """Whether torch.compile can build kernels for this GPU (Triton installed and the device
+    supported; without it, generate would fail)."""
+    try:
+        from torch.utils._triton import has_triton
+    except ImportError:
+        return False
+    return has_triton()
 
-    return importlib.util.find_spec("triton") is not None
 
+_TRAILING = " \t.,;:!?\"'()-\u2014\u2026"  # punctuation after a line's last word
 
 LOOKUP_TOKENS = 3  # prompt-lookup tokens proposed per step (greedy, batch 1; see Generator.exact_lookup)
 

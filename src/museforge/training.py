@@ -526,7 +526,6 @@ def _train(config: Config | str | Path, overrides: list[str] | None, model, toke
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.eval()
         gen = Generator(task, unwrapped, tokenizer, {"model": meta["base_model"], "adapter": str(out)})
-        gen.static_cache = False  # a few samples: compiling the decoding step would cost more than it saves
         if zero3:
             gen.hf_extra["synced_gpus"] = True
         outputs = []

@@ -28,7 +28,7 @@ from .forms import (
     section_name,
     syllable_target,
 )
-from .prosody import RHYME_LEVELS, end_word, line_syllables, rhymes, vowels, words
+from .prosody import RHYME_LEVELS, dangling_end, end_word, line_syllables, rhymes, vowels, words
 
 __all__ = [
     "CopyChecker",
@@ -430,6 +430,8 @@ def text_metrics(
         out["rhyme_adherence"] = rhyme_adherence(parsed, rhyme, "perfect", form=use_form)
         out["rhyme_adherence_slant"] = rhyme_adherence(parsed, rhyme, "slant", form=use_form)
     out["rhyme_density"] = rhyme_density(parsed)
+    lines = [line for _, block in parsed for line in block if line.strip()]
+    out["dangling_end_rate"] = sum(dangling_end(line) for line in lines) / len(lines) if lines else 0.0
     if syllables is not None or (use_form and any(s.syllables for s in use_form.sections)):
         dev = syllable_deviation(parsed, syllables, form=use_form)
         out["syllable_dev_mean"] = dev["mean"] if dev else None

@@ -22,6 +22,7 @@ from museforge.errors import UserError
 
 __all__ = [
     "RHYME_LEVELS",
+    "dangling_end",
     "end_word",
     "line_syllables",
     "number_words",
@@ -163,6 +164,16 @@ def end_word(line: str) -> str:
     """The last spoken word of a line ("" when the line has none)."""
     found = words(line)
     return found[-1] if found else ""
+
+
+# words that cannot end a line of a song or poem: articles, possessives that need their noun,
+# and conjunctions ("where I come from", "made of", "go by" and "we are His" end lines well)
+DANGLING = frozenset("a an the my your our their its and or nor".split())
+
+
+def dangling_end(line: str) -> bool:
+    """Whether a line breaks off on a word that needs what follows ("painting the", "and my")."""
+    return end_word(line).lower() in DANGLING
 
 
 # --------------------------------------------------------------------------- pronunciation
