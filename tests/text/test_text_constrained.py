@@ -241,3 +241,26 @@ def test_lines_that_break_off_on_a_word_needing_what_follows_are_rejected_and_co
     tok = WordTokenizer(FILLER + RHYMING + ["hand", "land", "band", "and"])
     planned = _end_rule(_goal("AA", 1, ["we walk on the land"], None), "perfect", tok, random.Random(0))["rhyme_words"]
     assert "hand" in planned and "and" not in planned
+
+
+def test_a_forced_rhyme_makes_another_round_but_still_beats_no_rhyme():
+    """A last word the model found very unlikely marks the line forced: more rounds are drawn, a
+    natural rhyme found later wins, a forced rhyme still beats a natural line that does not rhyme,
+    and neither mark is reported as a failure of the asked form."""
+    from museforge.generation import Line
+
+    def sampler(answers):
+        def sample_lines(prefix, n, seed=0, **sampling):
+            if prefix.endswith("[Verse 1]\n"):  # the opener
+                return [Line("we walk under the night", -2.0, -2.0)] * n
+            return [answers[min(seed - 1, len(answers) - 1)]] * n  # call 0 wrote the opener
+        return sample_lines
+
+    spec = song_form("V", lines=2, rhyme="AA")
+    forced, natural, off = (Line("you hold me in the sight", -2.0, -12.0), Line("you hold me in the light", -2.0, -2.0),
+                            Line("you hold me in the rain", -2.0, -2.0))
+    sections, meta = compose(sampler([forced, natural]), spec, budget=3, k=2, sampling={"seed": 0})
+    assert sections[0][1][1] == "you hold me in the light" and meta["lines"][1]["rounds"] == 2
+    sections, meta = compose(sampler([forced, off, off]), spec, budget=3, k=2, sampling={"seed": 0})
+    assert sections[0][1][1] == "you hold me in the sight" and meta["lines"][1]["unmet"] == ["forced_end"]
+    assert meta["lines"][1]["rounds"] == 3 and meta["failures"] == []
