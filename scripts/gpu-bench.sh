@@ -10,7 +10,8 @@
 # `bash scripts/gpu-bench.sh gen` runs only generation (with --static: museforge's opt-in static cache,
 # which transformers compiles, and plain generate's; the warm-up round pays the compiles), `train` only
 # fine-tuning at 8 x 256,
-# `large` only fine-tuning at 32 x 512 (where the GPU has work to do); no argument runs gen and train.
+# `large` only fine-tuning at 32 x 512 (where the GPU has work to do), `song` only constrained songs
+# with and without the static cache; no argument runs gen and train.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl || exit 1
@@ -37,6 +38,9 @@ if [ "${1:-}" = large ]; then
 fi
 if [ "${1:-gen}" = gen ]; then
   part 330 gen_speed.py --model /tmp/smol --repeats 3 --static --out "$OUT/gen.json"
+fi
+if [ "${1:-}" = song ]; then  # constrained songs: eager, then the opt-in static cache (compiles)
+  part 200 song_speed.py --model /tmp/smol --songs 2 --static --out "$OUT/song.json"
 fi
 if [ "${1:-train}" = train ]; then
   for s in full lora; do

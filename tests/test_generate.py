@@ -152,7 +152,7 @@ def test_the_end_word_log_probability_on_a_sentencepiece_tokenizer():
     gen.tokenizer = SentencePieceLike()
     logprobs = [-(2.0 ** i) for i in range(11)]
     assert gen._end_logprob(list(range(11)), logprobs) == logprobs[6] + logprobs[7]  # "▁to" "night"
-    assert gen._end_logprob([], []) == 0.0
+    assert gen._end_logprob([], []) == gen._end_logprob([9], [-1.0]) == -30.0  # no word: the worst ending
 
 
 def test_constrained_song_on_any_causal_lm(gen):
@@ -273,11 +273,12 @@ def test_a_gpu_decodes_with_a_static_cache_where_asked_and_transformers_can_comp
     gen = Generator("lyrics", tiny_llama(tok).eval(), tok)
     assert not gen.static_cache  # off unless asked for
     gen.static_cache = True
-    seen = []
+    seen, sizes = [], []
     real_generate = gen.model.generate
 
     def spy(*args, **kwargs):
         seen.append(kwargs.get("cache_implementation"))
+        sizes.append(kwargs.get("max_cache_len"))
         return real_generate(*args, **kwargs)
 
     monkeypatch.setattr(gen.model, "generate", spy)
@@ -308,3 +309,6 @@ def test_a_gpu_decodes_with_a_static_cache_where_asked_and_transformers_can_comp
     monkeypatch.setattr(Generator, "device", property(lambda self: next(self.model.parameters()).device))
     monkeypatch.setattr(Generator, "static_cache_for", lambda self, hf: True)
     assert gen.complete("rain on the roof", settings) == dynamic and seen[-1] == "static"
+    assert sizes[-1] == (256 if generation._sizes_static_cache() else None)
+    # sized in powers of two (one compile per size), at most the context window
+    assert [generation.cache_bucket(n, 8192) for n in (10, 256, 257, 700, 9000)] == [256, 256, 512, 1024, 8192]

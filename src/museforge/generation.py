@@ -13,6 +13,7 @@ own (style, rhyme, form, key, tempo, ...). Every output records model, adapter, 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
 import threading
 import time
@@ -146,9 +147,9 @@ class Generator:
         """Opt-in, on a GPU: transformers' static key/value cache, with which it compiles the
         decoding step (torch.compile, CUDA graphs): x5.3-6.4 at batch 1 and 8 on an H100 for a
         fixed prompt (docs/performance.md), other tokens than eager decoding. Off by default:
-        each larger prompt + output length sizes a new cache and compiles again (tens of
-        seconds), which line-by-line composition does on every line, and each new thread (an
-        app request) records its CUDA graphs again. See static_cache_for."""
+        each new cache size and batch size compiles again (tens of seconds; sizes are rounded
+        up to powers of two, `cache_bucket`, where transformers allows it), and each new thread
+        (an app request) records its CUDA graphs again. See static_cache_for."""
         self.model = model
         self.tokenizer = tokenizer
         self.source = source or {"model": getattr(model.config, "_name_or_path", "") or "in-memory", "adapter": None}
@@ -303,6 +304,8 @@ class Generator:
             kwargs["prompt_lookup_num_tokens"] = LOOKUP_TOKENS
         if self.static_cache_for(kwargs):
             kwargs["cache_implementation"] = "static"
+            if _sizes_static_cache():  # few sizes, few compiles: a song's prompt grows every line
+                kwargs.setdefault("max_cache_len", cache_bucket(len(input_ids) + kwargs["max_new_tokens"], window))
         if self.device.type == "cpu":
             memory.settle_malloc()  # each token's few-MB tensors reused, not faulted in afresh
         sampler = sampler_for(kwargs, self.model) if self.exact_sampler else None
@@ -361,7 +364,7 @@ class Generator:
 
     def _end_logprob(self, row: list[int], logprobs: list[float]) -> float:
         """The summed log-probability of the tokens that spell the last word of a sampled line
-        (before its first newline and any trailing punctuation); 0.0 for a line without one.
+        (before its first newline and any trailing punctuation); NO_WORD for a line without one.
         Found on the decoded text, so any tokenizer works (byte-level BPE, SentencePiece)."""
         def decode(ids: list[int]) -> str:
             return self.tokenizer.decode(ids, skip_special_tokens=True)
@@ -370,7 +373,7 @@ class Generator:
         end = len(line.rstrip(_TRAILING))
         start = line.rfind(" ", 0, end) + 1
         if end <= start:
-            return 0.0
+            return NO_WORD
         total, before = 0.0, 0
         for i in range(len(row)):  # token i spells characters [before, after) of the decoded text
             after = len(decode(row[: i + 1]))
@@ -440,6 +443,21 @@ def _has_triton() -> bool:
     return has_triton()
 
 
+@functools.cache
+def _sizes_static_cache() -> bool:
+    """Whether this transformers lets generate size a static cache (`max_cache_len`, 5.x)."""
+    import transformers
+
+    return hasattr(transformers.GenerationConfig(), "max_cache_len")
+
+
+def cache_bucket(tokens: int, window: int) -> int:
+    """The static cache size for `tokens` (prompt + new): the next power of two from 256, at most
+    the model's context window. transformers compiles the decoding step once per size."""
+    return min(window, max(256, 1 << (tokens - 1).bit_length()))
+
+
+NO_WORD = -30.0  # the "last word" log-probability of a line that has none: ranked below any real ending
 _TRAILING = " \t.,;:!?\"'()-\u2014\u2026"  # punctuation after a line's last word
 
 LOOKUP_TOKENS = 3  # prompt-lookup tokens proposed per step (greedy, batch 1; see Generator.exact_lookup)
