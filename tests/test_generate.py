@@ -312,3 +312,39 @@ def test_a_gpu_decodes_with_a_static_cache_where_asked_and_transformers_can_comp
     assert sizes[-1] == (256 if generation._sizes_static_cache() else None)
     # sized in powers of two (one compile per size), at most the context window
     assert [generation.cache_bucket(n, 8192) for n in (10, 256, 257, 700, 9000)] == [256, 256, 512, 1024, 8192]
+
+
+def test_generators_in_other_threads_wait_their_turn_so_seeds_keep_their_text():
+    """Sampling draws from torch's global generator: two generations at once (the app's lyrics and
+    poem tabs, which share one model) would take each other's numbers. They run one at a time."""
+    import threading
+
+    tok = tiny_tokenizer()
+    model = tiny_llama(tok).eval()
+    lyrics, poem = Generator("lyrics", model, tok), Generator("poem", model, tok)
+    settings = lyrics.settings(seed=4, max_new_tokens=12, temperature=1.0, repetition_penalty=1.0)[0]
+    alone = lyrics.complete("rain on the roof", settings)
+    inside, release, order = threading.Event(), threading.Event(), []
+    real_generate = model.generate
+
+    def slow_generate(*args, **kwargs):
+        order.append(threading.current_thread().name)
+        inside.set()
+        release.wait(5)
+        return real_generate(*args, **kwargs)
+
+    model.generate = slow_generate
+    try:
+        results = {}
+        first = threading.Thread(target=lambda: results.setdefault("a", lyrics.complete("rain on the roof", settings)), name="a")
+        second = threading.Thread(target=lambda: results.setdefault("b", poem.complete("the sea", settings)), name="b")
+        first.start()
+        assert inside.wait(5)
+        second.start()
+        second.join(0.5)
+        assert order == ["a"] and second.is_alive()  # the poem waits while the song is generated
+        release.set()
+        first.join(5), second.join(5)
+    finally:
+        model.generate = real_generate
+    assert order == ["a", "b"] and results["a"] == alone

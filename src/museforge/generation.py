@@ -153,7 +153,7 @@ class Generator:
         self.model = model
         self.tokenizer = tokenizer
         self.source = source or {"model": getattr(model.config, "_name_or_path", "") or "in-memory", "adapter": None}
-        self._lock = threading.Lock()  # one generate at a time per loaded model (Gradio threads)
+        self._lock = _GENERATE_LOCK
 
     @classmethod
     def load(cls, task: str = "lyrics", model: str = "default", style: str = "", dtype: str = "auto",
@@ -456,6 +456,11 @@ def cache_bucket(tokens: int, window: int) -> int:
     the model's context window. transformers compiles the decoding step once per size."""
     return min(window, max(256, 1 << (tokens - 1).bit_length()))
 
+
+# One generate at a time in the process (app requests run in threads): sampling seeds and draws from
+# torch's global generator, so two at once would take each other's numbers and a seed would no longer
+# give its text; several Generators also share one model (the app wraps a lyrics model for poems).
+_GENERATE_LOCK = threading.Lock()
 
 NO_WORD = -30.0  # the "last word" log-probability of a line that has none: ranked below any real ending
 _TRAILING = " \t.,;:!?\"'()-\u2014\u2026"  # punctuation after a line's last word
