@@ -23,6 +23,7 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
 
 from common import save_json
 
@@ -79,7 +80,6 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", default="benchmarks/results/lyrics_quality.json")
     a = ap.parse_args(argv)
 
-    from museforge.evaluate import markdown_table
     from museforge.generation import load_generator
     from museforge.text.metrics import text_metrics
 
@@ -111,10 +111,25 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{m['seconds']:.1f}s", file=sys.stderr, flush=True)
     table = [summarize(r, rows) for r, rows in per_row.items()]
     result = {"benchmark": "lyric craft", "model": a.model, "sections": a.sections, "rhyme": a.rhyme,
-              "syllables": a.syllables, "table": table, "sample": samples}
+              "syllables": a.syllables, "command": "python benchmarks/lyrics_quality.py " + " ".join(argv or sys.argv[1:]),
+              "table": table, "sample": samples}
     save_json(result, a.out, show=False)
-    print(markdown_table(table))
+    print(markdown(result))
+    if a.out:
+        Path(a.out).with_suffix(".md").write_text(markdown(result))
     return result
+
+
+def markdown(result: dict) -> str:
+    """The result as markdown: the table, how it was made, and the first song of each row."""
+    from museforge.evaluate import markdown_table
+
+    lines = [markdown_table(result["table"]), "",
+             f"`{result.get('command', '')}`: {result['rhyme']}, {result['sections']}, {result['syllables']} syllables, "
+             f"model {result['model']}; song_nll / end_nll: see the script's docstring.", ""]
+    for row, text in result["sample"].items():
+        lines += [f"First song, row {row}:", "", "```", text, "```", ""]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
