@@ -181,9 +181,9 @@ def test_generator_output_is_the_same_with_and_without_it(model_and_tok, monkeyp
     calls = []
     real = sampling.multinomial
 
-    def counted(probs, **kwargs):
+    def counted(probs, *args, **kwargs):
         calls.append(probs.shape[0])
-        return real(probs, **kwargs)
+        return real(probs, *args, **kwargs)
 
     monkeypatch.setattr(sampling, "multinomial", counted)
     ids = tok("night")["input_ids"]
@@ -202,3 +202,38 @@ def test_generator_output_is_the_same_with_and_without_it(model_and_tok, monkeyp
     gen.exact_sampler = False
     plain = gen.sample_lines("the rain\n", 4, seed=2)
     assert lines == plain and [line.logprob for line in lines] == [line.logprob for line in plain]
+
+
+def test_sampling_on_a_cpu_leaves_the_global_generator_to_other_threads(model_and_tok):
+    """museforge's draw takes its numbers from a generator of its own, seeded like the global one
+    (the same tokens, checked above), so a fine-tune drawing dropout from torch's global generator in
+    another thread (the app's Fine-tune tab) is neither disturbed nor rewound by a generation."""
+    import threading
+
+    model, tok = model_and_tok
+    gen = Generator("lyrics", model, tok)
+    settings = gen.settings(max_new_tokens=10, seed=3, top_k=10)[0]
+    ids = tok("night")["input_ids"]
+    torch.manual_seed(123)
+    want = torch.rand(2)
+    inside, release = threading.Event(), threading.Event()
+    real_generate = model.generate
+
+    def paused(*args, **kwargs):
+        inside.set()
+        release.wait(5)
+        return real_generate(*args, **kwargs)
+
+    model.generate = paused
+    try:
+        torch.manual_seed(123)
+        worker = threading.Thread(target=gen.complete_ids, args=(ids, settings))
+        worker.start()
+        assert inside.wait(5)
+        during = torch.rand(1)  # the "fine-tune" draws while the generation runs
+        release.set()
+        worker.join(5)
+        after = torch.rand(1)
+    finally:
+        model.generate = real_generate
+    assert torch.equal(torch.cat([during, after]), want)  # its own stream, neither reseeded nor rewound

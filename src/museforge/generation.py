@@ -12,6 +12,7 @@ own (style, rhyme, form, key, tempo, ...). Every output records model, adapter, 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import random
@@ -281,8 +282,9 @@ class Generator:
         """Sample `n` continuations of one token sequence; returns the new token ids of each.
 
         Extra keywords go to transformers' generate (logits_processor, stopping_criteria, streamer).
-        Sampling runs under a forked RNG seeded with settings.seed + seed_offset, so the same seed
-        gives the same output and the caller's global RNG is untouched. With a `logprobs` list,
+        Sampling draws from a generator seeded with settings.seed + seed_offset, so the same seed
+        gives the same output and the caller's global RNG is untouched: museforge's draw (CPU) from
+        one of its own, transformers' (elsewhere) from the global one, forked for the call. With a `logprobs` list,
         each continuation's mean log-probability under the model (before any steering or
         penalties) is appended to it: a fluency score for reranking; with a `token_logprobs` list
         (and `logprobs`), each continuation's per-token log-probabilities too.
@@ -308,18 +310,25 @@ class Generator:
                 kwargs.setdefault("max_cache_len", cache_bucket(len(input_ids) + kwargs["max_new_tokens"], window))
         if self.device.type == "cpu":
             memory.settle_malloc()  # each token's few-MB tensors reused, not faulted in afresh
+        seed = settings.seed + seed_offset
         sampler = sampler_for(kwargs, self.model) if self.exact_sampler else None
         if sampler is not None:  # generate runs greedily over the sampler's choice
             from transformers import LogitsProcessorList
 
+            # a generator of its own, seeded as torch.manual_seed would seed the global one: the same
+            # numbers, and a fine-tune in another thread keeps drawing its dropout undisturbed
+            sampler.generator = torch.Generator().manual_seed(seed)
             kwargs.update(do_sample=False, temperature=None, top_k=None, top_p=None,
                           logits_processor=LogitsProcessorList([*(kwargs.get("logits_processor") or []), sampler]))
+        # transformers' own sampling draws from the global generator: seeded, and put back after
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with self._lock, torch.random.fork_rng(devices=devices), torch.inference_mode():
+        global_rng = torch.random.fork_rng(devices=devices) if kwargs.get("do_sample") else contextlib.nullcontext()
+        with self._lock, global_rng, torch.inference_mode():
             was_training = self.model.training
             self.model.eval()  # no dropout while generating (a model may arrive in train mode)
             try:
-                torch.manual_seed(settings.seed + seed_offset)
+                if kwargs.get("do_sample"):
+                    torch.manual_seed(seed)
                 out = self.model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
             finally:
                 self.model.train(was_training)

@@ -125,13 +125,14 @@ class ExactSampler:
         if top_p is not None and top_p < 1.0:
             self.warpers.append(TopPLogitsWarper(top_p=top_p, min_tokens_to_keep=1))
         self.numbers = torch.empty(0, dtype=torch.int64)  # the draw's buffer, reused every step
+        self.generator: torch.Generator | None = None  # None: torch's global one, as transformers draws
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         for warper in self.warpers:
             scores = warper(input_ids, scores)
         if self.numbers.shape != scores.shape or self.numbers.is_inference() != torch.is_inference_mode_enabled():
             self.numbers = torch.empty(scores.shape, dtype=torch.int64)  # (an inference tensor only serves inference mode)
-        token = multinomial(torch.nn.functional.softmax(scores, dim=-1), numbers=self.numbers)
+        token = multinomial(torch.nn.functional.softmax(scores, dim=-1), self.generator, numbers=self.numbers)
         out = torch.full_like(scores, -math.inf)
         out[torch.arange(scores.shape[0]), token] = 0.0
         return out
