@@ -1,5 +1,7 @@
 """The one generation path on a tiny model: seeds, controls, streaming, provenance."""
 
+import time
+
 import pytest
 import torch
 from tinymodels import tiny_llama, tiny_model, tiny_tokenizer
@@ -315,13 +317,15 @@ def test_a_gpu_decodes_with_a_static_cache_where_asked_and_transformers_can_comp
 
 
 def test_generators_in_other_threads_wait_their_turn_so_seeds_keep_their_text():
-    """Sampling draws from torch's global generator: two generations at once (the app's lyrics and
-    poem tabs, which share one model) would take each other's numbers. They run one at a time."""
+    """transformers' sampling draws from torch's global generator: two generations at once (the
+    app's lyrics and poem tabs, which share one model) would take each other's numbers. They run
+    one at a time."""
     import threading
 
     tok = tiny_tokenizer()
     model = tiny_llama(tok).eval()
     lyrics, poem = Generator("lyrics", model, tok), Generator("poem", model, tok)
+    lyrics.exact_sampler = poem.exact_sampler = False  # transformers' own draw, from the global generator
     settings = lyrics.settings(seed=4, max_new_tokens=12, temperature=1.0, repetition_penalty=1.0)[0]
     alone = lyrics.complete("rain on the roof", settings)
     inside, release, order = threading.Event(), threading.Event(), []
@@ -348,3 +352,24 @@ def test_generators_in_other_threads_wait_their_turn_so_seeds_keep_their_text():
     finally:
         model.generate = real_generate
     assert order == ["a", "b"] and results["a"] == alone
+
+
+def test_closing_a_streamed_song_stops_composing_it(gen, monkeypatch):
+    """The app's Stop (or a closed tab) closes the stream: the song is not written on for nobody,
+    holding the model, line after line."""
+    calls = []
+    real = gen.sample_lines
+    monkeypatch.setattr(gen, "sample_lines", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    options = dict(sections="verse chorus verse chorus", rhyme="AABB", syllables="4-12", seed=3)
+    whole = len(gen.generate("rain", **options).metadata["lines"])
+    calls.clear()
+    it = gen.stream("rain", **options)
+    next(it)  # the first line
+    it.close()
+    for _ in range(50):  # the worker finishes the line it is on, then stops
+        before = len(calls)
+        time.sleep(0.1)
+        if len(calls) == before and gen._lock.acquire(timeout=5):
+            gen._lock.release()
+            break
+    assert len(calls) < whole / 2, (len(calls), whole)

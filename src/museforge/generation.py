@@ -283,8 +283,11 @@ class Generator:
 
         Extra keywords go to transformers' generate (logits_processor, stopping_criteria, streamer).
         Sampling draws from a generator seeded with settings.seed + seed_offset, so the same seed
-        gives the same output and the caller's global RNG is untouched: museforge's draw (CPU) from
-        one of its own, transformers' (elsewhere) from the global one, forked for the call. With a `logprobs` list,
+        gives the same output and the caller's global RNG is left as it was: museforge's draw (CPU)
+        from one of its own; transformers' (a GPU, other warpers) from the global ones of the
+        model's device, seeded and put back after the call (another thread drawing from them
+        meanwhile, a fine-tune's dropout, would see its numbers reseeded and rewound). A logits
+        processor of the caller's that draws random numbers is not seeded on museforge's path. With a `logprobs` list,
         each continuation's mean log-probability under the model (before any steering or
         penalties) is appended to it: a fluency score for reranking; with a `token_logprobs` list
         (and `logprobs`), each continuation's per-token log-probabilities too.
@@ -327,8 +330,10 @@ class Generator:
             was_training = self.model.training
             self.model.eval()  # no dropout while generating (a model may arrive in train mode)
             try:
-                if kwargs.get("do_sample"):
-                    torch.manual_seed(seed)
+                if kwargs.get("do_sample"):  # only the generators this call draws from (forked above)
+                    torch.default_generator.manual_seed(seed)
+                    if devices:
+                        torch.cuda.default_generators[devices[0]].manual_seed(seed)
                 out = self.model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
             finally:
                 self.model.train(was_training)
@@ -466,10 +471,11 @@ def cache_bucket(tokens: int, window: int) -> int:
     return min(window, max(256, 1 << (tokens - 1).bit_length()))
 
 
-# One generate at a time in the process (app requests run in threads): sampling seeds and draws from
-# torch's global generator, so two at once would take each other's numbers and a seed would no longer
-# give its text; several Generators also share one model (the app wraps a lyrics model for poems).
-_GENERATE_LOCK = threading.Lock()
+# One generate at a time in the process (app requests run in threads): transformers' sampling seeds
+# and draws from torch's global generators, so two at once would take each other's numbers and a seed
+# would no longer give its text; several Generators also share one model (the app wraps a lyrics model
+# for poems). Re-entrant: a caller's logits processor may itself generate.
+_GENERATE_LOCK = threading.RLock()
 
 NO_WORD = -30.0  # the "last word" log-probability of a line that has none: ranked below any real ending
 _TRAILING = " \t.,;:!?\"'()-\u2014\u2026"  # punctuation after a line's last word

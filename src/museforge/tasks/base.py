@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from museforge.generation import Generator, Output
 
 
+
+class _Stopped(Exception):
+    """A streamed song whose reader has gone: composing stops at the next settled line."""
+
 class Task:
     name: str = ""
     kind: str = "text"
@@ -216,26 +220,37 @@ class TextTask(Task):
 
         lines: queue.Queue = queue.Queue()
         result: list[Any] = []
+        stop = threading.Event()  # set when the reader closes the stream (the app's Stop, a closed tab)
+
+        def on_line(*item: Any) -> None:
+            if stop.is_set():
+                raise _Stopped  # the reader has gone: stop, and free the model for the next request
+            lines.put(item)
 
         def work() -> None:
             try:
-                result.append(self.compose(gen, prompt, settings, spec, options, on_line=lambda *a: lines.put(a)))
+                result.append(self.compose(gen, prompt, settings, spec, options, on_line=on_line))
+            except _Stopped:
+                result.append(None)
             except BaseException as e:
                 result.append(e)
             lines.put(None)
 
         threading.Thread(target=work, daemon=True).start()
         last_tag, first = None, True
-        while (item := lines.get()) is not None:
-            tag, line = item
-            head = ""
-            if tag != last_tag:
-                head = ("" if first else "\n\n") + (f"[{tag}]\n" if tag else "")
-                last_tag = tag
-            elif not first:
-                head = "\n"
-            first = False
-            yield head + line
+        try:
+            while (item := lines.get()) is not None:
+                tag, line = item
+                head = ""
+                if tag != last_tag:
+                    head = ("" if first else "\n\n") + (f"[{tag}]\n" if tag else "")
+                    last_tag = tag
+                elif not first:
+                    head = "\n"
+                first = False
+                yield head + line
+        finally:
+            stop.set()
         if isinstance(result[0], BaseException):
             raise result[0]
         return result[0]
