@@ -26,7 +26,8 @@ though a forced rhyme still beats no rhyme. Lines that break off on "the", "my",
 the plain-text check. On the default model (benchmarks/lyrics_quality.py, 20 AABB songs) these
 took the mean last-word log-probability from -10.5 to -4.6 nats (free writing: -4.2) and the
 whole song's from -3.37 to -2.93 nats a token, with rhyme and syllables still met, at 11.7
-instead of 8.9 s a song.
+instead of 8.9 s a song; sonnets' last words from -11.1 to -4.8 nats (6 poems, 15.6 -> 24.6 s
+each), limericks' from -12.9 to -5.6.
 """
 
 from __future__ import annotations
