@@ -37,6 +37,8 @@ def sense(gen, topic: str, text: str) -> dict:
     """song_nll and end_nll (see above) of a song's lines, section tags left out."""
     import torch
 
+    from museforge.text.prosody import last_word_span
+
     lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("[")]
     if not lines:
         return {}
@@ -49,8 +51,7 @@ def sense(gen, topic: str, text: str) -> dict:
     start = next(i for i, (a, b) in enumerate(offsets) if b > len(prefix))
     ends, pos = [], len(prefix)
     for line in lines:
-        end = pos + len(line.rstrip(" .,;:!?\"'()-"))
-        first = pos + line.rstrip(" .,;:!?\"'()-").rfind(" ") + 1
+        first, end = (pos + offset for offset in last_word_span(line))
         word = [nll[i] for i, (a, b) in enumerate(offsets) if b > first and a < end]
         if word:
             ends.append(sum(word))

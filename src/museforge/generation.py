@@ -380,12 +380,12 @@ class Generator:
         """The summed log-probability of the tokens that spell the last word of a sampled line
         (before its first newline and any trailing punctuation); NO_WORD for a line without one.
         Found on the decoded text, so any tokenizer works (byte-level BPE, SentencePiece)."""
+        from museforge.text.prosody import last_word_span  # (only composition samples lines)
+
         def decode(ids: list[int]) -> str:
             return self.tokenizer.decode(ids, skip_special_tokens=True)
 
-        line = decode(row).split("\n", 1)[0]
-        end = len(line.rstrip(_TRAILING))
-        start = line.rfind(" ", 0, end) + 1
+        start, end = last_word_span(decode(row).split("\n", 1)[0])
         if end <= start:
             return NO_WORD
         total, before = 0.0, 0
@@ -478,7 +478,6 @@ def cache_bucket(tokens: int, window: int) -> int:
 _GENERATE_LOCK = threading.RLock()
 
 NO_WORD = -30.0  # the "last word" log-probability of a line that has none: ranked below any real ending
-_TRAILING = " \t.,;:!?\"'()-\u2014\u2026"  # punctuation after a line's last word
 
 LOOKUP_TOKENS = 3  # prompt-lookup tokens proposed per step (greedy, batch 1; see Generator.exact_lookup)
 

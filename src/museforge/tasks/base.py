@@ -18,9 +18,9 @@ if TYPE_CHECKING:
     from museforge.generation import Generator, Output
 
 
-
 class _Stopped(Exception):
     """A streamed song whose reader has gone: composing stops at the next settled line."""
+
 
 class Task:
     name: str = ""

@@ -23,6 +23,7 @@ from museforge.errors import UserError
 __all__ = [
     "RHYME_LEVELS",
     "dangling_end",
+    "last_word_span",
     "end_word",
     "line_syllables",
     "number_words",
@@ -164,6 +165,16 @@ def end_word(line: str) -> str:
     """The last spoken word of a line ("" when the line has none)."""
     found = words(line)
     return found[-1] if found else ""
+
+
+_TRAILING = " \t.,;:!?\"'()-\u2014\u2026"  # punctuation after a line's last word
+
+
+def last_word_span(line: str) -> tuple[int, int]:
+    """Where a line's last word sits: (start, end) character offsets, trailing punctuation left
+    out; start >= end when the line has no word."""
+    end = len(line.rstrip(_TRAILING))
+    return line.rfind(" ", 0, end) + 1, end
 
 
 # words that cannot end a line of a song or poem: articles, possessives that need their noun,
