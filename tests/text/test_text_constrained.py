@@ -215,6 +215,21 @@ def test_a_line_that_opens_a_rhyme_is_written_freely_and_must_end_on_a_rhymable_
     assert 0 not in {f["line"] for f in meta["failures"]}  # not a failure of the asked form: its answer is
 
 
+def test_an_end_words_rhyme_supply_is_looked_up_once_per_song(monkeypatch):
+    """Candidates for an opening line often end on the same word; its rhymes are looked up (and
+    encoded with the tokenizer) once, not once per candidate."""
+    from museforge.text import constrained
+
+    looked_up = []
+    real = constrained._rhyme_supply
+    monkeypatch.setattr(constrained, "_rhyme_supply", lambda end, *a: looked_up.append(end) or real(end, *a))
+    tok = WordTokenizer(FILLER + RHYMING + UNRHYMABLE)
+    _, meta = compose(fake_sampler(["orange", "river"]), song_form("V V", rhyme="ABAB"), budget=3, k=8, tokenizer=tok)
+    openers = [r for r in meta["lines"] if r["rhyme_letter"] and r["rhymes_with"] is None]
+    assert openers and all(r["rounds"] == 3 for r in openers)  # neither word has rhymes: every round was drawn
+    assert sorted(looked_up) == ["orange", "river"]  # 2 words, though 4 openers x 3 rounds x 8 candidates ended on them
+
+
 @pytest.mark.parametrize("better", ["night", "light"])
 def test_among_equal_candidates_the_one_whose_last_word_the_model_expects_wins(better):
     """A rhyme that sits where the model would put it beats one forced in: candidates alike in

@@ -300,6 +300,7 @@ def compose(
     vocab_set = {w.lower() for w in vocab} if vocab is not None else None
     base = dict(sampling or {})
     calls = 0
+    supplies: dict[str, int] = {}  # end word -> its rhyme supply: candidates often share end words
 
     def draw(prefix: str, end_rule: dict[str, Any] | None) -> list[str]:
         nonlocal calls
@@ -348,8 +349,11 @@ def compose(
                     )
                     soft += FLUENCY_WEIGHT * lp
                     if goal.opens:  # others must rhyme with this line: prefer an easy rhyme
-                        supply = _rhyme_supply(end_word(line), level, vocab_set, tokenizer)
-                        soft += _rhymability(end_word(line), pool, level, supply)
+                        word = end_word(line)
+                        if word not in supplies:
+                            supplies[word] = _rhyme_supply(word, level, vocab_set, tokenizer)
+                        supply = supplies[word]
+                        soft += _rhymability(word, pool, level, supply)
                         if supply < MIN_RHYMES:  # the answering lines would have nothing to land on:
                             unmet.append(FEW_RHYMES)  # try more rounds (not a failure of the asked form)
                     if end < -FORCED_NATS:
