@@ -5,8 +5,9 @@
 
 Decoding a 135M model one token at a time on a CPU spends as much time on the ~1,350 small
 operations and Python calls around the matrix products as on the products themselves
-(docs/performance.md). `LeanLlama` computes transformers' LlamaForCausalLM with the same aten
-operations, in the same order, on the same numbers, but without the module machinery, with
+(docs/performance.md). `LeanLlama` computes transformers' LlamaForCausalLM with the same
+arithmetic, in the same order, on the same numbers (rotate_half's negation moved onto sin,
+which rounding keeps exact), but without the module machinery, with
 q/k/v and gate/up each fused into one matrix product (concatenated rows: every output element
 is the same dot product), with a key/value cache written in place instead of grown by
 concatenation, and with a chunk of several new tokens (prompt-lookup candidates) computed
