@@ -158,6 +158,34 @@ def test_prompt_lookup_logits_equal_one_by_one_decoding_even_where_products_depe
     assert all(torch.equal(a, b) for a, b in zip(looked_up.logits, plain.logits, strict=True))
 
 
+def test_a_cache_marked_grouped_groups_query_heads_in_one_token_steps(tok, monkeypatch):
+    """Only a cache that asks for it (shared-prompt line candidates) gets the grouped attention:
+    each key/value head's query heads as rows of one query; the logits stay within rounding."""
+    import torch.nn.functional as F
+    from transformers.cache_utils import DynamicCache
+
+    import museforge.decode as decode
+
+    _, lean = lean_pair(tok)
+    ids = torch.tensor([tok("rain on a city night and the lights go down slow")["input_ids"]] * 3)
+    queries = []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(decode.F, "scaled_dot_product_attention",
+                        lambda q, *a, **k: (queries.append(tuple(q.shape)), sdpa(q, *a, **k))[1])
+    logits = {}
+    with torch.inference_mode():
+        for grouped in (False, True):
+            cache = DynamicCache(config=lean.config)
+            setattr(cache, decode.GROUPED, grouped)
+            lean(input_ids=ids[:, :5], cache=cache, use_cache=True)
+            queries.clear()
+            logits[grouped] = torch.cat([lean(input_ids=ids[:, i:i + 1], cache=cache, use_cache=True).logits
+                                         for i in range(5, 9)], 1)
+            h, kv = lean.config.num_attention_heads, lean.config.num_key_value_heads
+            assert set(queries) == {(3, kv, h // kv, lean.config.head_dim) if grouped else (3, h, 1, lean.config.head_dim)}
+    assert torch.allclose(logits[True].float(), logits[False].float(), atol=0.05)
+
+
 def test_calls_it_does_not_cover_go_to_the_models_own_forward(tok):
     plain, lean = lean_pair(tok)
     calls = count_lean_calls(lean)

@@ -124,6 +124,46 @@ def test_sample_lines_are_single_lines_with_fluency(gen):
     assert all(line.end_logprob <= 0 for line in lines) and any(line.end_logprob < line.logprob for line in lines)
 
 
+@pytest.mark.parametrize("arch", ["gpt2", "llama-lean"])
+def test_line_candidates_compute_their_shared_prompt_once(arch):
+    """Candidates drawn from one prefix share it: it is computed once, at batch 1, and its cache
+    repeated for the n rows, instead of n times; the rows then go on as a batch of n prompts
+    would (the same greedy tokens, log-probabilities to rounding)."""
+    from museforge.generation import _speed_up
+
+    tok = tiny_tokenizer()
+    model = tiny_model(tok).eval() if arch == "gpt2" else tiny_llama(tok).eval().to(torch.bfloat16)
+    if arch == "llama-lean":
+        assert _speed_up(model, "", True) == "onednn-packed-bf16+lean-llama"
+    gen = Generator("lyrics", model, tok)
+    shapes = []
+    model.register_forward_pre_hook(lambda m, args, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    ids = tok("### Write song lyrics about rain on a city night.\n")["input_ids"]
+    settings = gen.settings(max_new_tokens=6, temperature=0.0, seed=0)[0]
+    runs = {}
+    for shared in (False, True):
+        shapes.clear()
+        scores = []
+        rows = gen.complete_ids(ids, settings, n=3, logprobs=scores, shared_prefix=shared)
+        runs[shared] = rows, scores, list(shapes)
+    assert runs[False][2][0] == (3, len(ids))  # the prompt, three times over
+    assert runs[True][2][0] == (1, len(ids) - 1) and all(t == 1 for _, t in runs[True][2][1:])
+    assert runs[True][0] == runs[False][0]
+    assert torch.allclose(torch.tensor(runs[True][1]), torch.tensor(runs[False][1]), atol=0.02)
+    shapes.clear()
+    gen.sample_lines("### Write song lyrics about rain.\n", 4, seed=1, max_new_tokens=5)
+    assert shapes[0][0] == 1 and all(t == 1 for _, t in shapes[1:])  # composition shares its prompts
+
+
+def test_a_prompt_is_shared_only_where_generate_would_build_a_plain_cache(gen):
+    ids = [5, 6, 7]
+    assert gen.shared_prefix_applies(ids, 2, {})
+    assert not gen.shared_prefix_applies(ids, 1, {}) and not gen.shared_prefix_applies(ids[:1], 4, {})
+    for asked in ({"cache_implementation": "static"}, {"prompt_lookup_num_tokens": 3}, {"synced_gpus": True},
+                  {"assistant_model": object()}, {"cache": object()}, {"past_key_values": object()}):
+        assert not gen.shared_prefix_applies(ids, 4, asked), asked
+
+
 @pytest.mark.parametrize("text,word", [("I walk in the moonlight tonight.\nmore", " tonight"),
                                        ("we sing, again\n", " again"), ("a lover's", " lover's"), ("alone", "alone")])
 def test_the_end_word_log_probability_sums_the_tokens_of_the_last_word(text, word):

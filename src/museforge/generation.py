@@ -278,7 +278,8 @@ class Generator:
 
     def complete_ids(self, input_ids: list[int], settings: GenerationConfig, n: int | None = None,
                      seed_offset: int = 0, logprobs: list[float] | None = None,
-                     token_logprobs: list[list[float]] | None = None, **hf: Any) -> list[list[int]]:
+                     token_logprobs: list[list[float]] | None = None, shared_prefix: bool = False,
+                     **hf: Any) -> list[list[int]]:
         """Sample `n` continuations of one token sequence; returns the new token ids of each.
 
         Extra keywords go to transformers' generate (logits_processor, stopping_criteria, streamer).
@@ -291,6 +292,13 @@ class Generator:
         each continuation's mean log-probability under the model (before any steering or
         penalties) is appended to it: a fluency score for reranking; with a `token_logprobs` list
         (and `logprobs`), each continuation's per-token log-probabilities too.
+
+        With `shared_prefix`, the n rows' common prompt is computed once, at batch 1, and its
+        key/value cache repeated for every row (`shared_prefix_applies`), instead of n times:
+        for candidates drawn from one prefix (line-by-line composition), where the prompt is most
+        of the work. The rows are then not token for token those of transformers' own batch of n
+        (a product over other row counts may round differently, and the lean forward groups query
+        heads in attention, see museforge.decode), but as reproducible.
         """
         n = n or settings.num_return_sequences
         # A prompt is a topic, not a document: one that fills the context is refused, not cut (cutting
@@ -334,6 +342,10 @@ class Generator:
                     torch.default_generator.manual_seed(seed)
                     if devices:
                         torch.cuda.default_generators[devices[0]].manual_seed(seed)
+                if shared_prefix and self.shared_prefix_applies(input_ids, n, kwargs):
+                    from museforge.decode import CACHE_ARG  # generate's name for it in this transformers
+
+                    kwargs[CACHE_ARG] = self._prefix_cache(input_ids[:-1], n)
                 out = self.model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
             finally:
                 self.model.train(was_training)
@@ -354,6 +366,30 @@ class Generator:
                     token_logprobs.append(chosen[r, :k].tolist())
         return results
 
+    def shared_prefix_applies(self, input_ids: list[int], n: int, hf: dict[str, Any]) -> bool:
+        """Whether `complete_ids` can compute a prompt once for its n rows: several rows, a prompt
+        of 2+ tokens, a decoder-only model, and a generate call that builds its own dynamic cache
+        (no cache given or asked for, no static cache, no prompt lookup or assistant, no ZeRO-3,
+        whose forward passes every rank must make together)."""
+        if n < 2 or len(input_ids) < 2 or getattr(self.model.config, "is_encoder_decoder", False):
+            return False
+        chosen = ("cache_implementation", "prompt_lookup_num_tokens", "assistant_model", "synced_gpus", "cache",
+                  "past_key_values")
+        return not any(hf.get(k) for k in chosen) and getattr(self.model.generation_config, "cache_implementation",
+                                                               None) is None
+
+    def _prefix_cache(self, ids: list[int], n: int) -> Any:
+        """The key/value cache of `ids` computed once and repeated for n rows (see complete_ids)."""
+        from transformers import DynamicCache
+
+        from museforge.decode import CACHE_ARG, GROUPED
+
+        cache = DynamicCache(config=self.model.config)
+        self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True, **{CACHE_ARG: cache})
+        cache.batch_repeat_interleave(n)
+        setattr(cache, GROUPED, True)  # its rows are not transformers' own anyway: the faster attention
+        return cache
+
     def complete(self, prefix: str, settings: GenerationConfig, n: int | None = None, **hf: Any) -> list[str]:
         """Sample continuations of a text prefix; returns the decoded new text of each."""
         ids = self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
@@ -371,7 +407,7 @@ class Generator:
         ids = self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
         scores: list[float] = []
         per_token: list[list[float]] = []
-        rows = self.complete_ids(ids, settings, n, logprobs=scores, token_logprobs=per_token,
+        rows = self.complete_ids(ids, settings, n, logprobs=scores, token_logprobs=per_token, shared_prefix=True,
                                  stopping_criteria=stop, logits_processor=processors)
         return [Line(self.tokenizer.decode(r, skip_special_tokens=True).split("\n", 1)[0], lp, self._end_logprob(r, tl))
                 for r, lp, tl in zip(rows, scores, per_token, strict=True)]
