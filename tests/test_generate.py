@@ -136,8 +136,12 @@ def test_line_candidates_compute_their_shared_prompt_once(arch):
     if arch == "llama-lean":
         assert _speed_up(model, "", True) == "onednn-packed-bf16+lean-llama"
     gen = Generator("lyrics", model, tok)
-    shapes = []
+    shapes, covered = [], []
     model.register_forward_pre_hook(lambda m, args, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    if arch == "llama-lean":  # every call, the first step on the repeated cache included, takes the lean path
+        lean = model.forward.lean
+        covers = lean.covers
+        lean.covers = lambda args, kw: (covered.append(covers(args, kw)), covered[-1])[1]
     ids = tok("### Write song lyrics about rain on a city night.\n")["input_ids"]
     settings = gen.settings(max_new_tokens=6, temperature=0.0, seed=0)[0]
     runs = {}
@@ -150,6 +154,7 @@ def test_line_candidates_compute_their_shared_prompt_once(arch):
     assert runs[True][2][0] == (1, len(ids) - 1) and all(t == 1 for _, t in runs[True][2][1:])
     assert runs[True][0] == runs[False][0]
     assert torch.allclose(torch.tensor(runs[True][1]), torch.tensor(runs[False][1]), atol=0.02)
+    assert arch != "llama-lean" or (covered and all(covered))
     shapes.clear()
     gen.sample_lines("### Write song lyrics about rain.\n", 4, seed=1, max_new_tokens=5)
     assert shapes[0][0] == 1 and all(t == 1 for _, t in shapes[1:])  # composition shares its prompts
@@ -160,8 +165,14 @@ def test_a_prompt_is_shared_only_where_generate_would_build_a_plain_cache(gen):
     assert gen.shared_prefix_applies(ids, 2, {})
     assert not gen.shared_prefix_applies(ids, 1, {}) and not gen.shared_prefix_applies(ids[:1], 4, {})
     for asked in ({"cache_implementation": "static"}, {"prompt_lookup_num_tokens": 3}, {"synced_gpus": True},
-                  {"assistant_model": object()}, {"cache": object()}, {"past_key_values": object()}):
+                  {"assistant_model": object()}, {"cache": object()}, {"past_key_values": object()},
+                  {"use_cache": False}, {"num_beams": 2}, {"num_return_sequences": 2}):
         assert not gen.shared_prefix_applies(ids, 4, asked), asked
+    gen.model.generation_config.num_beams = 3  # the model's own generation config counts too
+    try:
+        assert not gen.shared_prefix_applies(ids, 4, {})
+    finally:
+        gen.model.generation_config.num_beams = 1
 
 
 @pytest.mark.parametrize("text,word", [("I walk in the moonlight tonight.\nmore", " tonight"),

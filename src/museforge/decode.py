@@ -201,7 +201,7 @@ class LeanLlama:
                 o = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1, scale=self.scale, enable_gqa=True)
             elif t == 1 and grouped:  # query head h reads key/value head h // (H / KV), as in enable_gqa
                 o = F.scaled_dot_product_attention(q.reshape(b, KV, H // KV, D), kc.narrow(2, 0, n + 1),
-                                                   vc.narrow(2, 0, n + 1), scale=self.scale).view(b, H, 1, D)
+                                                   vc.narrow(2, 0, n + 1), scale=self.scale).reshape(b, H, 1, D)
             elif t == 1:
                 o = F.scaled_dot_product_attention(q, kc.narrow(2, 0, n + 1), vc.narrow(2, 0, n + 1), scale=self.scale,
                                                    enable_gqa=True)

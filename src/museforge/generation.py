@@ -368,24 +368,36 @@ class Generator:
 
     def shared_prefix_applies(self, input_ids: list[int], n: int, hf: dict[str, Any]) -> bool:
         """Whether `complete_ids` can compute a prompt once for its n rows: several rows, a prompt
-        of 2+ tokens, a decoder-only model, and a generate call that builds its own dynamic cache
-        (no cache given or asked for, no static cache, no prompt lookup or assistant, no ZeRO-3,
-        whose forward passes every rank must make together)."""
-        if n < 2 or len(input_ids) < 2 or getattr(self.model.config, "is_encoder_decoder", False):
+        of 2+ tokens, a decoder-only model that generate gives a dynamic cache, and a call in which
+        generate would build one itself and keep one row per prompt row: no cache given or asked
+        for (static), caching on, one beam and one sequence per row, no prompt lookup or assistant,
+        and no ZeRO-3 (whose forward passes every rank must make together)."""
+        model, config = self.model, self.model.generation_config
+        if n < 2 or len(input_ids) < 2 or getattr(model.config, "is_encoder_decoder", False):
             return False
+        supports = getattr(model, "_supports_default_dynamic_cache", None)
+        if supports is not None and not supports():
+            return False
+
+        def value(name: str) -> Any:
+            return hf[name] if name in hf else getattr(config, name, None)
+
         chosen = ("cache_implementation", "prompt_lookup_num_tokens", "assistant_model", "synced_gpus", "cache",
                   "past_key_values")
-        return not any(hf.get(k) for k in chosen) and getattr(self.model.generation_config, "cache_implementation",
-                                                               None) is None
+        return (not any(value(k) for k in chosen) and value("use_cache") is not False
+                and (value("num_beams") or 1) == 1 and (value("num_return_sequences") or 1) == 1)
 
     def _prefix_cache(self, ids: list[int], n: int) -> Any:
         """The key/value cache of `ids` computed once and repeated for n rows (see complete_ids)."""
+        import inspect
+
         from transformers import DynamicCache
 
         from museforge.decode import CACHE_ARG, GROUPED
 
         cache = DynamicCache(config=self.model.config)
-        self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True, **{CACHE_ARG: cache})
+        only_cache = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(self.model.forward).parameters else {}
+        self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True, **only_cache, **{CACHE_ARG: cache})
         cache.batch_repeat_interleave(n)
         setattr(cache, GROUPED, True)  # its rows are not transformers' own anyway: the faster attention
         return cache
