@@ -225,8 +225,9 @@ class LeanLlama:
             return state[0], state[1], n
         cap = max(2 * (n + t), n + t + 256)
         shape, like = (b, self.kv, cap, self.d), self.embed
-        keys = [torch.zeros(shape, dtype=like.dtype, device=like.device) for _ in cache.layers]
-        values = [torch.zeros(shape, dtype=like.dtype, device=like.device) for _ in cache.layers]
+        # (positions past those written are never read: attention and the cache's views stop at n + t)
+        keys = [torch.empty(shape, dtype=like.dtype, device=like.device) for _ in cache.layers]
+        values = [torch.empty(shape, dtype=like.dtype, device=like.device) for _ in cache.layers]
         if n:  # a cache filled elsewhere (or outgrown): copy it in
             for layer, k, v in zip(cache.layers, keys, values, strict=True):
                 k[:, :, :n], v[:, :, :n] = layer.keys, layer.values
