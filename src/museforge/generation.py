@@ -265,16 +265,25 @@ class Generator:
         Triton (where transformers then compiles the step), for models transformers can compile (not a
         quantization it cannot), unless the call or the model's generation config chose a cache, beams
         reorder it, assisted decoding needs one it can crop, or weights are sharded (ZeRO-3)."""
-        config = getattr(self.model, "generation_config", None)
         quantizer = getattr(self.model, "hf_quantizer", None)
         return (self.static_cache and self.device.type == "cuda" and _has_triton()
                 and getattr(self.model, "_can_compile_fullgraph", False)
                 and (quantizer is None or getattr(quantizer, "is_compileable", False))
-                and hf.get("cache_implementation") is None and getattr(config, "cache_implementation", None) is None
-                and (hf.get("num_beams") or getattr(config, "num_beams", 1) or 1) == 1  # beams reorder the cache
-                and not any(hf.get(k) for k in ("prompt_lookup_num_tokens", "assistant_model", "past_key_values", "cache",
-                                                "synced_gpus"))
-                and not getattr(config, "disable_compile", False))
+                and self._own_cache(hf) and not self._setting(hf, "disable_compile"))
+
+    def _setting(self, hf: dict[str, Any], name: str) -> Any:
+        """A generate setting as this call resolves it: the call's keyword, else the model's generation config."""
+        return hf[name] if name in hf else getattr(getattr(self.model, "generation_config", None), name, None)
+
+    def _own_cache(self, hf: dict[str, Any]) -> bool:
+        """Whether generate builds its own key/value cache for this call and keeps its rows in order:
+        no cache given or chosen (by the call or the model's generation config), caching on, one
+        beam (beams reorder it), no prompt lookup or assistant (they crop it), no ZeRO-3 (whose
+        forward passes every rank makes together)."""
+        chosen = ("cache_implementation", "prompt_lookup_num_tokens", "assistant_model", "synced_gpus", "cache",
+                  "past_key_values")
+        return (not any(self._setting(hf, k) for k in chosen) and self._setting(hf, "use_cache") is not False
+                and (self._setting(hf, "num_beams") or 1) == 1)
 
     def complete_ids(self, input_ids: list[int], settings: GenerationConfig, n: int | None = None,
                      seed_offset: int = 0, logprobs: list[float] | None = None,
@@ -343,9 +352,7 @@ class Generator:
                     if devices:
                         torch.cuda.default_generators[devices[0]].manual_seed(seed)
                 if shared_prefix and self.shared_prefix_applies(input_ids, n, kwargs):
-                    from museforge.decode import CACHE_ARG  # generate's name for it in this transformers
-
-                    kwargs[CACHE_ARG] = self._prefix_cache(input_ids[:-1], n)
+                    kwargs.update(self._prefix_cache(input_ids[:-1], n))
                 out = self.model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
             finally:
                 self.model.train(was_training)
@@ -369,38 +376,28 @@ class Generator:
     def shared_prefix_applies(self, input_ids: list[int], n: int, hf: dict[str, Any]) -> bool:
         """Whether `complete_ids` can compute a prompt once for its n rows: several rows, a prompt
         of 2+ tokens, a decoder-only model that generate gives a dynamic cache, and a call in which
-        generate would build one itself and keep one row per prompt row: no cache given or asked
-        for (static), caching on, one beam and one sequence per row, no prompt lookup or assistant,
-        and no ZeRO-3 (whose forward passes every rank must make together)."""
-        model, config = self.model, self.model.generation_config
+        generate builds its own (`_own_cache`) and keeps one sequence per prompt row."""
+        model = self.model
         if n < 2 or len(input_ids) < 2 or getattr(model.config, "is_encoder_decoder", False):
             return False
         supports = getattr(model, "_supports_default_dynamic_cache", None)
         if supports is not None and not supports():
             return False
+        return self._own_cache(hf) and (self._setting(hf, "num_return_sequences") or 1) == 1
 
-        def value(name: str) -> Any:
-            return hf[name] if name in hf else getattr(config, name, None)
-
-        chosen = ("cache_implementation", "prompt_lookup_num_tokens", "assistant_model", "synced_gpus", "cache",
-                  "past_key_values")
-        return (not any(value(k) for k in chosen) and value("use_cache") is not False
-                and (value("num_beams") or 1) == 1 and (value("num_return_sequences") or 1) == 1)
-
-    def _prefix_cache(self, ids: list[int], n: int) -> Any:
-        """The key/value cache of `ids` computed once and repeated for n rows (see complete_ids)."""
-        import inspect
-
+    def _prefix_cache(self, ids: list[int], n: int) -> dict[str, Any]:
+        """The key/value cache of `ids` computed once and repeated for n rows (see complete_ids),
+        as generate's keyword for it in this transformers."""
         from transformers import DynamicCache
 
         from museforge.decode import CACHE_ARG, GROUPED
 
         cache = DynamicCache(config=self.model.config)
-        only_cache = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(self.model.forward).parameters else {}
+        only_cache = {"logits_to_keep": 1} if self.model._supports_logits_to_keep() else {}  # the cache is what counts
         self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True, **only_cache, **{CACHE_ARG: cache})
         cache.batch_repeat_interleave(n)
         setattr(cache, GROUPED, True)  # its rows are not transformers' own anyway: the faster attention
-        return cache
+        return {CACHE_ARG: cache}
 
     def complete(self, prefix: str, settings: GenerationConfig, n: int | None = None, **hf: Any) -> list[str]:
         """Sample continuations of a text prefix; returns the decoded new text of each."""
